@@ -1,0 +1,126 @@
+"""Typed top-level keys and the invariants checked before anything loads.
+
+The schema is registered in Hydra's ConfigStore as ``schema`` and sits first in ``conf/train.yaml``'s
+defaults, so ``python train.py hint=maybe`` fails while composing: Hydra converts the value to the
+declared type. Groups stay free-form YAML (``Any``); their invariants are checked by :func:`validate`,
+which every entry point calls before a model or dataset is touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+STAGES = ("cot", "sft", "grpo", "eval")
+
+
+@dataclass
+class StageNode:
+    run: List[str] = field(default_factory=lambda: ["cot", "sft", "grpo", "eval"])
+
+
+@dataclass
+class TrainSchema:
+    task_name: str = "pipeline"
+    hint: bool = True
+    hard: bool = True
+    seed: int = 0
+    tags: List[str] = field(default_factory=list)
+    init_from: Optional[str] = None
+    ckpt_path: Optional[str] = None
+    stage: StageNode = field(default_factory=StageNode)
+    # Groups: free-form, validated by validate().
+    model: Any = None
+    data: Any = None
+    teacher: Any = None
+    cot: Any = None
+    sft: Any = None
+    grpo: Any = None
+    eval: Any = None
+    trainer: Any = None
+    callbacks: Any = None
+    logger: Any = None
+    paths: Any = None
+    experiment: Any = None
+    debug: Any = None
+    local: Any = None
+
+
+ConfigStore.instance().store(name="schema", node=TrainSchema)
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key."""
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+def _one_of(cfg: DictConfig, key: str, allowed: tuple) -> None:
+    value = OmegaConf.select(cfg, key)
+    _check(value in allowed, key, f"{value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Fail fast, with the key's name, on values that would break a stage later (TRL-style __post_init__)."""
+    run = list(cfg.stage.run)
+    _check(len(run) > 0, "stage.run", "no stage to run")
+    for s in run:
+        _check(s in STAGES, "stage.run", f"unknown stage {s!r}; known: {', '.join(STAGES)}")
+
+    from msa.datasets import DATASETS
+
+    _check(cfg.data.name in DATASETS, "data.name", f"unknown dataset {cfg.data.name!r}; known: {', '.join(DATASETS)}")
+    _one_of(cfg, "data.on_error", ("raise", "skip"))
+    _check(cfg.data.batch_size >= 1, "data.batch_size", "must be >= 1")
+    _check(any(cfg.data.modalities.values()), "data.modalities", "at least one modality must be on")
+    _one_of(cfg, "model.dtype", ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "auto"))
+    _one_of(cfg, "model.init", ("pretrained", "random"))
+    if cfg.model.get("path"):
+        _check(Path(cfg.model.path).expanduser().exists(), "model.path", f"{cfg.model.path} does not exist")
+    if cfg.init_from:
+        _check(Path(cfg.init_from).exists(), "init_from", f"{cfg.init_from} does not exist")
+    if cfg.ckpt_path:
+        _check(Path(cfg.ckpt_path).exists(), "ckpt_path", f"{cfg.ckpt_path} does not exist")
+
+    if "cot" in run:
+        _one_of(cfg, "teacher.kind", ("rule", "hf", "vllm"))
+        _check(cfg.cot.num_samples >= 1, "cot.num_samples", "must be >= 1")
+    if "sft" in run:
+        _one_of(cfg, "sft.answer", ("dc", "score"))
+        _check(cfg.sft.lr > 0, "sft.lr", "must be > 0")
+        if cfg.sft.answer == "dc" and "cot" not in run:
+            _check(Path(str(cfg.sft.cot)).exists(), "sft.cot", f"{cfg.sft.cot} does not exist (run stage=cot first)")
+    if "grpo" in run:
+        g = cfg.grpo
+        _check(g.num_generations >= 2, "grpo.num_generations", "GRPO needs at least 2 generations per prompt")
+        _check(g.beta >= 0, "grpo.beta", "must be >= 0")
+        _check(g.epsilon > 0, "grpo.epsilon", "must be > 0")
+        _check(g.num_iterations >= 1, "grpo.num_iterations", "must be >= 1")
+        _check(g.temperature > 0, "grpo.temperature", "must be > 0 (GRPO samples)")
+        _one_of(cfg, "grpo.loss_type", ("grpo", "dapo", "dr_grpo"))
+        _one_of(cfg, "grpo.scale_rewards", ("group", "batch", "none"))
+        _one_of(cfg, "grpo.hard_rule", ("all_wrong", "reward_below"))
+        _one_of(cfg, "grpo.score_form", ("linear", "gaussian"))
+        if g.hard_rule == "reward_below":
+            _check(g.hard_threshold is not None, "grpo.hard_threshold", "required with grpo.hard_rule=reward_below")
+        for name, w in g.reward_weights.items():
+            _check(name in ("format", "polarity", "score"), f"grpo.reward_weights.{name}", "unknown reward")
+            _check(w >= 0, f"grpo.reward_weights.{name}", f"must be >= 0, got {w}")
+        # Manual optimisation: Lightning refuses Trainer-side clipping/accumulation; the module clips.
+        _check(cfg.trainer.get("gradient_clip_val") is None, "trainer.gradient_clip_val",
+               "must be null for grpo (manual optimisation clips with grpo.max_grad_norm)")
+        _check(cfg.trainer.get("accumulate_grad_batches", 1) in (None, 1), "trainer.accumulate_grad_batches",
+               "must be 1 for grpo (manual optimisation)")
+        if "sft" not in run and not cfg.init_from:
+            pass  # GRPO from the base model is allowed (zero-shot RL); the README recommends init_from
+    if "eval" in run:
+        _one_of(cfg, "eval.answer", ("dc", "score"))
+        for d in cfg.eval.datasets or []:
+            _check(d in DATASETS, "eval.datasets", f"unknown dataset {d!r}")

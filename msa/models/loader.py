@@ -1,0 +1,208 @@
+"""Load the policy (a Qwen2.5-Omni thinker) and its processor: the tiny offline model, a local
+checkpoint, or the 7B architecture with random weights; then dtype, attention, freezing,
+gradient checkpointing and LoRA, all from one config node (``conf/model/*.yaml``).
+
+    policy = load_policy(cfg.model)                        # tiny, built on first use
+    policy = load_policy(cfg.model, init_from="run/checkpoints/best")   # start from an SFT export
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+# LoRA targets: the language model's attention and MLP projections only. A plain name list such as
+# ["q_proj", "v_proj"] also matches the audio encoder's attention (model.audio_tower.layers.N.self_attn),
+# so the match is a regex anchored on ``language_model``.
+LLM_LORA_REGEX = r".*language_model\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
+CONFIG_7B = Path(__file__).parent / "configs" / "qwen2_5_omni_7b_thinker.json"
+EXPORT_META = "msa_policy.json"  # written next to every exported adapter / full model
+
+
+@dataclass
+class Policy:
+    """The trainable model, its processor and the flags every forward/generate call needs."""
+
+    model: Any  # Qwen2_5OmniThinkerForConditionalGeneration, or a peft.PeftModel around it
+    processor: Any  # Qwen2_5OmniProcessor
+    use_audio_in_video: bool
+    source: str  # where the base weights came from (a directory, "random-7b", ...)
+    lora: bool
+
+    @property
+    def base(self):
+        """The underlying thinker (unwrapped from peft)."""
+        return self.model.get_base_model() if self.lora else self.model
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+
+def _dtype(name: str) -> torch.dtype:
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    if name not in table:
+        raise ValueError(f"model.dtype={name!r} is not one of {sorted(table) + ['auto']}")
+    return table[name]
+
+
+def _attn_impl(name: str) -> str:
+    if name == "flash_attention_2":
+        try:
+            import flash_attn  # noqa: F401
+        except ImportError as e:
+            raise ValueError("model.attn_implementation=flash_attention_2 needs the flash-attn package "
+                             "(pip install -e '.[gpu]' on a GPU machine); use sdpa otherwise") from e
+    if name not in ("sdpa", "eager", "flash_attention_2"):
+        raise ValueError(f"model.attn_implementation={name!r}: use sdpa, eager or flash_attention_2")
+    return name
+
+
+def resolve_model_dir(cfg) -> Path | None:
+    """The directory holding the base checkpoint, building the tiny model when asked for one."""
+    if cfg.get("path"):
+        path = Path(cfg.path).expanduser()
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"model.path={path}: no config.json there (expected a local Qwen2.5-Omni "
+                                    "checkpoint directory; nothing is downloaded)")
+        return path
+    if cfg.get("tiny_size"):
+        from msa.models.tiny import ensure_tiny
+
+        return ensure_tiny(cfg.get("cache_dir"), size=cfg.tiny_size)
+    return None
+
+
+def load_processor(cfg):
+    from transformers import AutoProcessor
+
+    model_dir = resolve_model_dir(cfg)
+    if model_dir is None:  # random 7B without a checkpoint: the tiny processor has the 7B preprocessor settings
+        from msa.models.tiny import ensure_tiny
+
+        model_dir = ensure_tiny(cfg.get("cache_dir"), size="test")
+    return AutoProcessor.from_pretrained(model_dir)
+
+
+def _random_7b(processor, dtype: torch.dtype, attn: str):
+    """The real 7B thinker architecture with random weights, token ids taken from our tokenizer."""
+    from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
+
+    from msa.models.tiny import special_token_ids
+
+    values = json.loads(CONFIG_7B.read_text())
+    values.pop("_comment", None)
+    values.update(special_token_ids(processor.tokenizer))  # ids inside the 152064 vocabulary either way
+    config = Qwen2_5OmniThinkerConfig(**values)
+    config._attn_implementation = attn
+    torch_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # build directly in the target dtype: 8.9B fp32 would need 33 GiB
+    try:
+        model = Qwen2_5OmniThinkerForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(torch_dtype)
+    return model
+
+
+def load_base(cfg, processor):
+    """The thinker with base weights (before adapters), in the configured dtype and attention."""
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    dtype, attn = _dtype(cfg.get("dtype", "float32")), _attn_impl(cfg.get("attn_implementation", "sdpa"))
+    if cfg.get("init", "pretrained") == "random":
+        if cfg.get("tiny_size"):
+            raise ValueError("model.init=random is for the 7B architecture; the tiny model is random already")
+        return _random_7b(processor, dtype, attn), "random-7b"
+    model_dir = resolve_model_dir(cfg)
+    if model_dir is None:
+        raise ValueError("set model.path=/local/checkpoint (or model.init=random for the 7B architecture)")
+    # A full Qwen2.5-Omni checkpoint (nested thinker_config, "thinker."-prefixed weights) loads through
+    # this same call: transformers picks the thinker config and strips the prefix.
+    model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(model_dir, dtype=dtype, attn_implementation=attn)
+    return model, str(model_dir)
+
+
+def freeze_encoders(model, vision: bool, audio: bool) -> None:
+    inner = model.model
+    for flag, module in ((vision, inner.visual), (audio, inner.audio_tower)):
+        for p in module.parameters():
+            p.requires_grad_(not flag)
+
+
+def lora_config(lora_cfg):
+    from peft import LoraConfig
+
+    return LoraConfig(r=int(lora_cfg.r), lora_alpha=int(lora_cfg.alpha), lora_dropout=float(lora_cfg.dropout),
+                      target_modules=lora_cfg.get("target_regex") or LLM_LORA_REGEX, bias="none", task_type="CAUSAL_LM")
+
+
+def apply_init(model, init_from: str | Path):
+    """Fold the weights of an earlier stage's export into ``model`` (merged: the export becomes the base)."""
+    from peft import PeftModel
+
+    path = Path(init_from)
+    if (path / "adapter_config.json").exists():
+        merged = PeftModel.from_pretrained(model, path).merge_and_unload()
+        log.info("init_from %s: LoRA adapter merged into the base weights", path)
+        return merged
+    if (path / "model.safetensors").exists() or (path / "model.safetensors.index.json").exists():
+        from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+        loaded = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path, dtype=model.dtype)
+        model.load_state_dict(loaded.state_dict())
+        log.info("init_from %s: full weights loaded", path)
+        return model
+    raise FileNotFoundError(f"init_from={path}: neither a LoRA adapter (adapter_config.json) nor full weights "
+                            "(model.safetensors) there; pass a stage's checkpoints/<name> export directory")
+
+
+def load_policy(cfg, init_from: str | Path | None = None) -> Policy:
+    """Build the policy from a ``conf/model`` node; ``init_from`` merges an earlier stage's export first.
+
+    With LoRA on, a fresh adapter is added on top of the (merged) base, so ``disable_adapter()`` gives the
+    initial policy: that is the GRPO reference model without a second copy of the weights.
+    """
+    processor = load_processor(cfg)
+    model, source = load_base(cfg, processor)
+    if init_from:
+        model = apply_init(model, init_from)
+    freeze = cfg.get("freeze", {}) or {}
+    freeze_encoders(model, vision=bool(freeze.get("vision", True)), audio=bool(freeze.get("audio", True)))
+    if cfg.get("gradient_checkpointing", False):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    use_lora = bool(cfg.get("lora", {}) and cfg.lora.get("enabled", False))
+    if use_lora:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config(cfg.lora))
+        if cfg.get("gradient_checkpointing", False):
+            model.enable_input_require_grads()
+    return Policy(model=model, processor=processor, use_audio_in_video=bool(cfg.get("use_audio_in_video", True)),
+                  source=source, lora=use_lora)
+
+
+def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def export_policy(policy: Policy, out_dir: str | Path, extra: dict | None = None) -> Path:
+    """Write the trainable part: the LoRA adapter (peft format) or the full weights, plus a small manifest."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    policy.model.save_pretrained(out)
+    policy.processor.save_pretrained(out)
+    meta = {"source": policy.source, "lora": policy.lora, "use_audio_in_video": policy.use_audio_in_video, **(extra or {})}
+    (out / EXPORT_META).write_text(json.dumps(meta, indent=2))
+    return out

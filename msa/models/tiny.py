@@ -1,0 +1,229 @@
+"""Build a tiny random-init Qwen2.5-Omni thinker with a real processor, fully offline.
+
+    python -m msa.models.tiny [--size test|demo] [--cache-dir DIR]
+
+The directory it writes is an ordinary checkpoint: ``from_pretrained(path)`` loads the model and
+``AutoProcessor.from_pretrained(path)`` the processor, through the same code paths as the real 7B
+thinker. Everything is deterministic: the tokenizer is a byte-level BPE trained on a corpus shipped
+in this package, the weights come from a fixed seed. The output directory name carries a hash of
+everything that defines the build, so changing a size or the corpus builds a new one instead of
+reusing a stale cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+BUILDER_VERSION = 1
+CORPUS = Path(__file__).parent / "corpus" / "tokenizer_corpus.txt"
+
+# Qwen2's pre-tokenizer split (the same regex the real tokenizer.json uses).
+QWEN2_PRETOKENIZE_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+# Qwen2.5-Omni's special tokens in the order of their ids in the real vocabulary (151643...).
+QWEN_OMNI_SPECIALS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>",
+    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_bos|>", "<|vision_eos|>", "<|vision_pad|>",
+    "<|IMAGE|>", "<|VIDEO|>",
+]
+# Attribute names the Qwen2.5-Omni processor reads from its tokenizer.
+MODEL_SPECIFIC_TOKENS = {
+    "image_token": "<|IMAGE|>", "audio_token": "<|AUDIO|>", "video_token": "<|VIDEO|>",
+    "vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>",
+    "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>",
+}
+# The rendering of Qwen2.5-Omni-7B's chat template (system default, media blocks, generation prompt).
+CHAT_TEMPLATE = (
+    "{% set audio_count = namespace(value=0) %}{% set image_count = namespace(value=0) %}"
+    "{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_bos|><|IMAGE|><|vision_eos|>"
+    "{% elif content['type'] == 'audio' or 'audio' in content or 'audio_url' in content %}"
+    "{% set audio_count.value = audio_count.value + 1 %}"
+    "{% if add_audio_id %}Audio {{ audio_count.value }}: {% endif %}<|audio_bos|><|AUDIO|><|audio_eos|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_bos|><|VIDEO|><|vision_eos|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# CLIP normalisation and pixel bounds of the 7B preprocessor: keep them so real settings apply unchanged.
+IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
+IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
+
+# Sizes. "test" is as small as the architecture allows (fast unit tests); "demo" is big enough to
+# learn the synthetic demo set on a CPU in minutes. mrope_section must sum to head_dim / 2.
+SIZES: dict[str, dict] = {
+    "test": dict(
+        vocab_size=1024, text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, mrope_section=[2, 3, 3]),
+        vision=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4),
+        audio=dict(encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128, d_model=64)),
+    "demo": dict(
+        vocab_size=1024, text=dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
+                                   num_key_value_heads=2, mrope_section=[4, 6, 6]),
+        vision=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4),
+        audio=dict(encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128, d_model=64)),
+}
+
+
+def default_cache_dir() -> Path:
+    """``$MSA_CACHE`` or ``~/.cache/msa``: where built models, demo data and media caches live."""
+    return Path(os.environ.get("MSA_CACHE", Path.home() / ".cache" / "msa"))
+
+
+def build_tokenizer(vocab_size: int):
+    """Byte-level BPE trained on the shipped corpus, with Qwen's special tokens and chat conventions."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+
+    bpe = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    lines = CORPUS.read_text(encoding="utf-8").splitlines()
+    # The chat roles must be single tokens: the model config's ``user_token_id`` points at "user".
+    lines += ["user\nassistant\nsystem\n"] * 500
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(QWEN_OMNI_SPECIALS), min_frequency=2,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(lines, trainer)
+    state = json.loads(bpe.to_str())
+    vocab = state["model"]["vocab"]
+    merges = [tuple(m) if not isinstance(m, str) else tuple(m.split(" ")) for m in state["model"]["merges"]]
+    for token in QWEN_OMNI_SPECIALS:  # specials after the BPE vocabulary, in Qwen's order
+        vocab[token] = len(vocab)
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, bos_token=None, eos_token="<|im_end|>",
+                         pad_token="<|endoftext|>", extra_special_tokens=MODEL_SPECIFIC_TOKENS, padding_side="left")
+    tok.add_special_tokens({"additional_special_tokens": QWEN_OMNI_SPECIALS}, replace_extra_special_tokens=False)
+    return tok
+
+
+def build_processor(tokenizer):
+    """A real Qwen2_5OmniProcessor with the 7B preprocessor settings around our tokenizer."""
+    from transformers import (Qwen2_5OmniProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor,
+                              WhisperFeatureExtractor)
+
+    pixels = dict(min_pixels=3136, max_pixels=12845056, patch_size=14, merge_size=2, temporal_patch_size=2,
+                  image_mean=IMAGE_MEAN, image_std=IMAGE_STD)
+    return Qwen2_5OmniProcessor(
+        image_processor=Qwen2VLImageProcessor(**pixels),
+        video_processor=Qwen2VLVideoProcessor(min_frames=4, max_frames=768, **pixels),
+        feature_extractor=WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, hop_length=160,
+                                                  chunk_length=300, n_fft=400, padding_value=0.0,
+                                                  return_attention_mask=True),
+        tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+
+
+def special_token_ids(tokenizer) -> dict[str, int]:
+    """The thinker-config token-id fields, read from ``tokenizer`` (so a random 7B can reuse ours)."""
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_OMNI_SPECIALS}
+    return dict(
+        audio_token_index=ids["<|AUDIO|>"], image_token_index=ids["<|IMAGE|>"], video_token_index=ids["<|VIDEO|>"],
+        audio_start_token_id=ids["<|audio_bos|>"], audio_end_token_id=ids["<|audio_eos|>"],
+        vision_start_token_id=ids["<|vision_bos|>"], vision_end_token_id=ids["<|vision_eos|>"],
+        user_token_id=tokenizer.convert_tokens_to_ids("user"), pad_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"])
+
+
+def thinker_config(size: str, tokenizer):
+    from transformers import Qwen2_5OmniThinkerConfig
+
+    if size not in SIZES:
+        raise ValueError(f"unknown tiny model size {size!r}; known: {', '.join(SIZES)}")
+    s = SIZES[size]
+    t, v, a = s["text"], s["vision"], s["audio"]
+    h = t["hidden_size"]
+    # The embedding covers the whole tokenizer, rounded up to a multiple of 64 like real checkpoints.
+    vocab = -(-len(tokenizer) // 64) * 64
+    return Qwen2_5OmniThinkerConfig(
+        text_config=dict(vocab_size=vocab, hidden_size=h, intermediate_size=t["intermediate_size"],
+                         num_hidden_layers=t["num_hidden_layers"], num_attention_heads=t["num_attention_heads"],
+                         num_key_value_heads=t["num_key_value_heads"], max_position_embeddings=32768,
+                         tie_word_embeddings=False,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": t["mrope_section"]}),
+        vision_config=dict(depth=v["depth"], hidden_size=v["hidden_size"], intermediate_size=v["intermediate_size"],
+                           num_heads=v["num_heads"], patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+                           window_size=112, out_hidden_size=h, fullatt_block_indexes=[v["depth"] - 1],
+                           hidden_act="silu"),
+        audio_config=dict(num_mel_bins=128, encoder_layers=a["encoder_layers"],
+                          encoder_attention_heads=a["encoder_attention_heads"], encoder_ffn_dim=a["encoder_ffn_dim"],
+                          d_model=a["d_model"], output_dim=h, n_window=100, max_source_positions=1500),
+        **special_token_ids(tokenizer))
+
+
+def build_key(size: str) -> str:
+    blob = json.dumps({"v": BUILDER_VERSION, "size": SIZES.get(size), "template": CHAT_TEMPLATE}, sort_keys=True)
+    h = hashlib.sha256(blob.encode() + CORPUS.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def build_tiny(out_dir: str | Path, size: str = "test", seed: int = 0) -> Path:
+    """Write the tiny thinker and its processor to ``out_dir`` (a complete checkpoint directory)."""
+    import torch
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    out_dir = Path(out_dir)
+    tokenizer = build_tokenizer(SIZES[size]["vocab_size"] if size in SIZES else 1024)
+    processor = build_processor(tokenizer)
+    config = thinker_config(size, tokenizer)
+    torch.manual_seed(seed)
+    model = Qwen2_5OmniThinkerForConditionalGeneration(config)
+    model.generation_config.pad_token_id = config.pad_token_id
+    model.generation_config.eos_token_id = config.eos_token_id
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def ensure_tiny(cache_dir: str | Path | None = None, size: str = "test") -> Path:
+    """The tiny model's directory, built on first use; a finished build is reused.
+
+    The build goes to a temporary sibling directory and is renamed into place, so an interrupted build
+    never leaves a directory that looks complete.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if size not in SIZES:
+        raise ValueError(f"unknown tiny model size {size!r}; known: {', '.join(SIZES)}")
+    target = cache_dir / "models" / f"tiny-{size}-{build_key(size)}"
+    if (target / "config.json").exists() and (target / "processor_config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build_tiny(tmp, size=size)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is meant to be shared
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="test", choices=sorted(SIZES))
+    parser.add_argument("--cache-dir", default=None)
+    args = parser.parse_args()
+    print(ensure_tiny(args.cache_dir, args.size))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Reinforcement learning for the DC format: rewards, advantages, losses, rollouts (Hint-GRPO)."""

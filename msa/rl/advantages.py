@@ -1,0 +1,84 @@
+"""Group-relative advantages for GRPO, following TRL's ``sum_then_normalize``.
+
+The G rollouts of one prompt form a group. A rollout's advantage is its (already summed) reward minus
+its group's mean, optionally divided by a std (TRL's ``scale_rewards``):
+
+    A_i = (r_i - mean_group(r)) / (std + eps)
+    std = unbiased std of the group ("group", the paper's GRPO), of the whole batch ("batch"),
+          or no division at all ("none", the Dr. GRPO recommendation).
+
+Layout: rollouts are stored group by group, ``rewards[g*G:(g+1)*G]`` belong to prompt g, which is
+what ``repeat_interleave(G)`` on the prompts produces.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+SCALES = ("group", "batch", "none")
+
+
+def _grouped(rewards: Tensor, group_size: int) -> Tensor:
+    """Check the layout and view ``rewards`` as ``[N//G, G]`` in floating point."""
+    if rewards.dim() != 1:
+        raise ValueError(f"rewards must be 1-D [N], got shape {tuple(rewards.shape)}")
+    if group_size < 2:
+        # One rollout per prompt has no baseline to compare with (and its unbiased std is NaN).
+        raise ValueError(f"group_size must be >= 2, got {group_size}")
+    if rewards.numel() % group_size != 0:
+        raise ValueError(
+            f"rewards has {rewards.numel()} entries, not divisible by group_size={group_size}"
+        )
+    if not torch.isfinite(rewards).all():
+        raise ValueError("rewards contain NaN or inf")
+    if not rewards.is_floating_point():
+        rewards = rewards.float()
+    return rewards.view(-1, group_size)  # [N//G, G]
+
+
+def group_advantages(
+    rewards: Tensor, group_size: int, scale: str = "group", eps: float = 1e-4
+) -> Tensor:
+    """Advantages ``[N]`` of group-major rewards ``[N]``.
+
+    A group whose rewards are all identical gets advantages of exactly 0 in every mode (the float
+    mean of equal values can be off by one ulp, and "batch" scaling would not shrink that residue).
+
+    >>> group_advantages(torch.tensor([0.0, 2.0, 1.0, 1.0]), group_size=2, scale="none")
+    tensor([-1.,  1.,  0.,  0.])
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    grouped = _grouped(rewards, group_size)  # [N//G, G]
+    centered = grouped - grouped.mean(dim=1, keepdim=True)  # [N//G, G]
+    constant = (grouped == grouped[:, :1]).all(dim=1, keepdim=True)  # [N//G, 1]
+    centered = torch.where(constant, torch.zeros_like(centered), centered)
+    if scale == "group":
+        centered = centered / (grouped.std(dim=1, keepdim=True) + eps)
+    elif scale == "batch":
+        # TRL "batch": the mean is still per group, only the std is taken over every reward.
+        centered = centered / (grouped.std() + eps)
+    return centered.reshape(-1)  # [N]
+
+
+def group_std(rewards: Tensor, group_size: int) -> Tensor:
+    """Unbiased std of each group's rewards, ``[N//G]``.
+
+    >>> group_std(torch.tensor([0.0, 2.0, 1.0, 1.0]), group_size=2)
+    tensor([1.4142, 0.0000])
+    """
+    return _grouped(rewards, group_size).std(dim=1)
+
+
+def frac_zero_std(rewards: Tensor, group_size: int) -> float:
+    """Fraction of *groups* whose reward std is ~0 (no learning signal from advantages).
+
+    TRL's ``frac_reward_zero_std`` counts completions instead; every group here has exactly G
+    members, so the two fractions are equal. ``torch.isclose`` to 0, as TRL does.
+
+    >>> frac_zero_std(torch.tensor([0.0, 2.0, 1.0, 1.0]), group_size=2)
+    0.5
+    """
+    std = group_std(rewards, group_size)
+    return torch.isclose(std, torch.zeros_like(std)).float().mean().item()

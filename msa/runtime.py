@@ -1,0 +1,87 @@
+"""What every stage needs from the run: its directory, the hand-offs between stages, loggers,
+and the metrics file. Kept apart from the stages so that each stage file holds only its method."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("msa")
+
+
+@dataclass
+class RunContext:
+    cfg: DictConfig
+    output_dir: Path
+    # Hand-offs: "cot" -> the CoT JSONL, "policy" -> the latest export dir (sft, then grpo).
+    artefacts: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    loggers: list = field(default_factory=list)
+
+    def stage_dir(self, stage: str) -> Path:
+        d = self.output_dir / stage
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def record(self, key: str, value: Any) -> None:
+        """Add a stage's results to metrics.json (rewritten each time: a crash keeps finished stages)."""
+        self.metrics[key] = value
+        path = self.output_dir / "metrics.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.metrics, indent=2, default=_jsonable))
+        tmp.replace(path)
+
+
+def _jsonable(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def run_name(cfg: DictConfig, stage: str) -> str:
+    """W&B/CSV run name from the flags that define an ablation: stage, hint, hard, seed."""
+    return f"{stage}-hint_{cfg.hint}-hard_{cfg.hard}-s{cfg.seed}"
+
+
+def make_logger(cfg: DictConfig, stage: str, output_dir: Path):
+    """A Lightning logger for one stage (``logger=csv|wandb|none``); None when logging is off."""
+    kind = cfg.logger.get("kind", "none")
+    if kind == "none":
+        return None
+    if kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir=str(output_dir), name=stage, version="")
+    if kind == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        return WandbLogger(project=cfg.logger.project, entity=cfg.logger.get("entity"), group=cfg.logger.group,
+                           job_type=stage, name=run_name(cfg, stage), tags=list(cfg.tags), mode=cfg.logger.mode,
+                           save_dir=str(output_dir), log_model=cfg.logger.get("log_model", False),
+                           config=OmegaConf.to_container(cfg, resolve=True))
+    raise ValueError(f"logger.kind={kind!r}: use csv, wandb or none")
+
+
+def log_table(loggers, key: str, dataframe) -> None:
+    """Log a pandas table to W&B when a W&B logger is active (the notebooks' data source)."""
+    for lg in loggers or []:
+        if type(lg).__name__ == "WandbLogger":
+            import wandb
+
+            lg.experiment.log({key: wandb.Table(dataframe=dataframe)})
+
+
+def finish_wandb() -> None:
+    """Close the W&B run if one is open, so that multirun sweeps do not leak runs into each other."""
+    try:
+        import wandb
+    except ImportError:
+        return
+    if wandb.run is not None:
+        wandb.finish()

@@ -1,0 +1,65 @@
+"""Entry point for every stage.
+
+    python train.py                                   # demo pipeline: cot -> sft -> grpo -> eval
+    python train.py stage=grpo init_from=<sft export> hint=false
+    python train.py -m hint=true,false                # a sweep, one job per value
+    python train.py stage=eval model=qwen2_5_omni_7b model.path=/ckpt data=mosi data.root=/data/MOSI
+
+``train(cfg)`` is separate from the Hydra wrapper so that tests call it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+import msa.config  # noqa: F401  (registers the schema used by conf/train.yaml)
+
+log = logging.getLogger("msa")
+CONFIG_DIR = Path(__file__).parent / "conf"
+
+
+def train(cfg: DictConfig) -> dict:
+    """Run the stages in ``cfg.stage.run`` in order; returns the metrics written to metrics.json."""
+    import lightning as L
+
+    from msa.config import validate
+    from msa.metrics import format_table
+    from msa.runtime import RunContext, finish_wandb
+    from msa.stages import run_stage
+
+    validate(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    ctx = RunContext(cfg=cfg, output_dir=Path(cfg.paths.output_dir))
+    ctx.output_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.init_from:
+        ctx.artefacts["policy"] = cfg.init_from
+    try:
+        for stage in cfg.stage.run:
+            log.info("stage %s -> %s", stage, ctx.output_dir)
+            run_stage(stage, ctx)
+            finish_wandb()  # one W&B run per stage (job_type = stage)
+    finally:
+        finish_wandb()
+    tables = {f"{stage}/{ds}": m for stage, per_ds in ctx.metrics.items() if stage in ("sft", "grpo", "eval")
+              and isinstance(per_ds, dict) for ds, m in per_ds.items() if isinstance(m, dict)}
+    if tables:
+        print(format_table(tables))
+    print(f"outputs: {ctx.output_dir}")
+    return ctx.metrics
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    from msa.cli import precheck
+
+    precheck(sys.argv[1:], CONFIG_DIR)
+    main()
