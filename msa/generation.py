@@ -1,0 +1,78 @@
+"""Batched generation from a collated multimodal batch: the one place that calls ``model.generate``
+for evaluation, teacher CoT and validation (GRPO's sampler in :mod:`msa.rl.rollout` reuses
+:func:`append_prefill` and :func:`decode_completions`)."""
+
+from __future__ import annotations
+
+import torch
+
+# Collated-batch keys that are model inputs (everything else is metadata: ids, labels, transcripts...).
+MODEL_KEYS = ("input_ids", "attention_mask", "pixel_values_videos", "video_grid_thw", "video_second_per_grid",
+              "input_features", "feature_attention_mask", "pixel_values", "image_grid_thw")
+
+
+def model_inputs(batch: dict, device=None) -> dict:
+    out = {k: batch[k] for k in MODEL_KEYS if batch.get(k) is not None}
+    if device is not None:
+        out = {k: v.to(device) for k, v in out.items()}
+    return out
+
+
+def append_prefill(batch: dict, tokenizer, prefills: list[str]) -> dict:
+    """Append per-row answer prefixes (Hint-GRPO's ``<polarity>x</polarity>``) after the prompt.
+
+    Prompts are left-padded, so appending on the right keeps every row aligned at its end; rows get
+    prefixes of different token lengths, so shorter ones are left-padded again to the longest.
+    """
+    ids, mask = batch["input_ids"], batch["attention_mask"]  # [B, P]
+    pre = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prefills]
+    longest = max(len(p) for p in pre)
+    pad_id = tokenizer.pad_token_id
+    rows, masks = [], []
+    for r, p in enumerate(pre):
+        extra = longest - len(p)
+        rows.append(torch.cat([torch.full((extra,), pad_id, dtype=ids.dtype), ids[r], torch.tensor(p, dtype=ids.dtype)]))
+        masks.append(torch.cat([torch.zeros(extra, dtype=mask.dtype), mask[r], torch.ones(len(p), dtype=mask.dtype)]))
+    out = dict(batch)
+    out["input_ids"], out["attention_mask"] = torch.stack(rows), torch.stack(masks)
+    out["prefill_lengths"] = torch.tensor([len(p) for p in pre])
+    return out
+
+
+def decode_completions(tokenizer, completion_ids: torch.Tensor) -> list[str]:
+    """Text of each generated row up to its first EOS (special tokens dropped)."""
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    texts = []
+    for row in completion_ids.tolist():
+        if eos in row:
+            row = row[: row.index(eos)]
+        texts.append(tokenizer.decode(row, skip_special_tokens=True))
+    return texts
+
+
+@torch.no_grad()
+def generate_texts(model, tokenizer, batch: dict, *, max_new_tokens: int, use_audio_in_video: bool,
+                   do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+                   num_return_sequences: int = 1, prefills: list[str] | None = None) -> list[str]:
+    """Generate answers for a collated batch; returns ``B * num_return_sequences`` texts, grouped by prompt.
+
+    With ``prefills``, each row's answer starts with its prefix, and the returned text includes it.
+    """
+    if prefills is not None:
+        batch = append_prefill(batch, tokenizer, prefills)
+    device = next(model.parameters()).device
+    inputs = model_inputs(batch, device)
+    was_training = model.training
+    model.eval()
+    try:
+        kwargs = dict(do_sample=do_sample, max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences,
+                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
+        if do_sample:
+            kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+        out = model.generate(**inputs, use_audio_in_video=use_audio_in_video, **kwargs)
+    finally:
+        model.train(was_training)
+    texts = decode_completions(tokenizer, out[:, inputs["input_ids"].shape[1]:])
+    if prefills is not None:
+        texts = [prefills[i // num_return_sequences] + t for i, t in enumerate(texts)]
+    return texts

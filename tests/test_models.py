@@ -1,0 +1,155 @@
+"""The policy loader on the tiny model: round trips, LoRA placement, the adapter-off reference,
+the full Qwen2.5-Omni checkpoint layout, encoder-output reuse and the 7B parameter count."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file, save_file
+
+from msa.models import load_policy
+from msa.models.encode import encode_media, inputs_embeds, position_kwargs
+
+
+def model_cfg(cache_dir, **kw):
+    base = dict(name="tiny", path=None, tiny_size="test", cache_dir=str(cache_dir), init="pretrained", dtype="float32",
+                attn_implementation="sdpa", gradient_checkpointing=False, use_audio_in_video=True,
+                freeze=dict(vision=True, audio=True), lora=dict(enabled=False, r=4, alpha=8, dropout=0.0, target_regex=None))
+    base.update(kw)
+    return OmegaConf.create(base)
+
+
+def clip_inputs(processor, seed=0):
+    conv = [{"role": "user", "content": [{"type": "video", "video": "<clip>"}, {"type": "text", "text": "how is it?"}]}]
+    text = processor.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
+    rng = np.random.RandomState(seed)
+    frames = (rng.rand(4, 56, 56, 3) * 255).astype(np.uint8)
+    audio = (rng.randn(32000) * 0.1).astype(np.float32)
+    return processor(text=[text], videos=[frames], audio=[audio], audio_from_video_indices=[0],
+                     load_audio_from_video=True, fps=2.0, audio_kwargs={"max_length": 32000},
+                     return_tensors="pt", padding=True)
+
+
+@pytest.fixture(scope="module")
+def policy(cache_dir):
+    torch.manual_seed(0)
+    return load_policy(model_cfg(cache_dir, lora=dict(enabled=True, r=4, alpha=8, dropout=0.0, target_regex=None)))
+
+
+def test_save_load_round_trip_identical_logits(cache_dir, tmp_path):
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    p = load_policy(model_cfg(cache_dir))
+    inputs = clip_inputs(p.processor)
+    ref = p.model(**inputs, use_audio_in_video=True).logits
+    p.model.save_pretrained(tmp_path)
+    again = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(tmp_path)
+    assert torch.equal(again(**inputs, use_audio_in_video=True).logits, ref)
+
+
+def test_lora_wraps_only_language_model(policy):
+    wrapped = [n for n, m in policy.model.named_modules() if hasattr(m, "lora_A")]
+    assert wrapped, "no LoRA module"
+    assert all(".language_model.layers." in n for n in wrapped)
+    assert not any("audio_tower" in n or "visual" in n for n in wrapped)
+    # 2 layers x (q, k, v, o, gate, up, down)
+    assert len(wrapped) == 2 * 7
+    trainable = [n for n, p in policy.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_disable_adapter_reproduces_base_logits(policy):
+    inputs = clip_inputs(policy.processor)
+    with torch.no_grad():
+        base = policy.model(**inputs, use_audio_in_video=True).logits
+        for n, p in policy.model.named_parameters():  # make the adapter matter
+            if "lora_B" in n:
+                p.add_(0.5)
+        adapted = policy.model(**inputs, use_audio_in_video=True).logits
+        with policy.model.disable_adapter():
+            off = policy.model(**inputs, use_audio_in_video=True).logits
+        for n, p in policy.model.named_parameters():
+            if "lora_B" in n:
+                p.sub_(0.5)
+    assert (adapted - base).abs().max() > 1e-3
+    assert torch.equal(off, base)
+
+
+def test_full_omni_layout_loads_through_same_loader(cache_dir, tiny_dir, tmp_path):
+    """A checkpoint written like Qwen/Qwen2.5-Omni-7B: nested thinker_config, `thinker.`-prefixed weights."""
+    import shutil
+
+    p = load_policy(model_cfg(cache_dir))
+    inputs = clip_inputs(p.processor)
+    ref = p.model(**inputs, use_audio_in_video=True).logits
+    full = tmp_path / "omni"
+    full.mkdir()
+    thinker_cfg = json.loads((tiny_dir / "config.json").read_text())
+    (full / "config.json").write_text(json.dumps({
+        "model_type": "qwen2_5_omni", "architectures": ["Qwen2_5OmniModel"], "enable_audio_output": False,
+        "thinker_config": thinker_cfg}))
+    # v4 checkpoint names: thinker.model.layers.* (language model), thinker.visual.*, thinker.audio_tower.*
+    state = load_file(tiny_dir / "model.safetensors")
+    renamed = {}
+    for k, v in state.items():
+        k4 = k.replace("model.language_model.", "model.").replace("model.visual.", "visual.").replace(
+            "model.audio_tower.", "audio_tower.")
+        renamed["thinker." + k4] = v
+    save_file(renamed, full / "model.safetensors")
+    for f in ("tokenizer.json", "tokenizer_config.json", "processor_config.json", "chat_template.jinja"):
+        shutil.copy(tiny_dir / f, full / f)
+    q = load_policy(model_cfg(cache_dir, path=str(full), tiny_size=None))
+    assert torch.equal(q.model(**inputs, use_audio_in_video=True).logits, ref)
+
+
+def test_cached_encoder_outputs_give_identical_logits(policy):
+    inputs = clip_inputs(policy.processor)
+    with torch.no_grad():
+        raw = policy.model(**inputs, use_audio_in_video=True).logits
+        media = encode_media(policy.base, inputs)
+        emb = inputs_embeds(policy.base, inputs["input_ids"], media)
+        cached = policy.model(input_ids=inputs["input_ids"], inputs_embeds=emb, attention_mask=inputs["attention_mask"],
+                              use_audio_in_video=True, **position_kwargs(inputs)).logits
+    assert torch.equal(raw, cached)
+
+
+def test_use_audio_in_video_changes_positions(policy):
+    """Without the flag the TMRoPE positions are silently different (the model does not complain)."""
+    inputs = clip_inputs(policy.processor)
+    args = dict(input_ids=inputs["input_ids"], video_grid_thw=inputs["video_grid_thw"],
+                attention_mask=inputs["attention_mask"], audio_seqlens=inputs["feature_attention_mask"].sum(-1),
+                second_per_grids=inputs["video_second_per_grid"])
+    with_flag, _ = policy.base.model.get_rope_index(use_audio_in_video=True, **args)
+    without, _ = policy.base.model.get_rope_index(use_audio_in_video=False, **args)
+    assert not torch.equal(with_flag, without)
+
+
+def test_7b_architecture_parameter_count():
+    from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
+
+    from msa.models.loader import CONFIG_7B
+
+    values = json.loads(CONFIG_7B.read_text())
+    values.pop("_comment")
+    with torch.device("meta"):
+        model = Qwen2_5OmniThinkerForConditionalGeneration(Qwen2_5OmniThinkerConfig(**values))
+    assert sum(p.numel() for p in model.parameters()) == 8_931_813_888
+
+
+def test_tiny_build_is_deterministic(tmp_path):
+    from msa.models.tiny import build_tiny
+
+    a, b = build_tiny(tmp_path / "a"), build_tiny(tmp_path / "b")
+    for f in ("model.safetensors", "tokenizer.json", "config.json"):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+def test_bad_model_config_values_are_named(cache_dir, tmp_path):
+    with pytest.raises(ValueError, match="model.dtype"):
+        load_policy(model_cfg(cache_dir, dtype="float8"))
+    with pytest.raises(FileNotFoundError, match="model.path"):
+        load_policy(model_cfg(cache_dir, path=str(tmp_path / "nowhere"), tiny_size=None))
