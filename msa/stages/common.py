@@ -1,0 +1,83 @@
+"""Glue the stages share: the policy for this stage, the DataModule, the Trainer, and the test pass.
+
+Kept out of the stage files so that each of those reads as its method only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def load_stage_policy(ctx, init_from: str | None = None):
+    """The policy for a training/eval stage: the model config plus the previous stage's export, if any."""
+    from msa.models import load_policy
+
+    src = init_from or ctx.artefacts.get("policy")
+    return load_policy(ctx.cfg.model, init_from=src)
+
+
+def datamodule_kwargs(data_cfg, **overrides) -> dict:
+    """Constructor arguments of MSADataModule from a ``conf/data`` node (extra keys such as n_clips included)."""
+    kw = OmegaConf.to_container(data_cfg, resolve=True)
+    kw.update(overrides)
+    return kw
+
+
+def build_datamodule(cfg, policy, *, name: str | None = None, root: str | None = None, **collate):
+    """A DataModule for ``name`` (default: ``data.name``) with the policy's processor attached."""
+    from msa.data.datamodule import create_datamodule
+
+    over = {}
+    if name is not None:
+        over["name"] = name
+    if root is not None:
+        over["root"] = root
+    dm = create_datamodule(**datamodule_kwargs(cfg.data, **over), use_audio_in_video=policy.use_audio_in_video,
+                           **collate)
+    dm.attach_processor(policy.processor)
+    return dm
+
+
+def build_trainer(ctx, stage: str, *, monitor: str | None, ckpt_dir: str, **overrides):
+    """A Lightning Trainer from ``conf/trainer`` plus the stage's needs (checkpoints, logger, skips)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    from msa.data.datamodule import SkipCounter
+    from msa.runtime import make_logger
+
+    cfg = ctx.cfg
+    targs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    targs.update({k: v for k, v in overrides.items() if v is not None})
+    callbacks = [SkipCounter(),
+                 ModelCheckpoint(dirpath=ckpt_dir, filename=f"{stage}-{{step}}", monitor=monitor,
+                                 mode="max", save_last=True, save_top_k=1 if monitor else 0,
+                                 every_n_train_steps=targs.pop("checkpoint_every_n_steps", None))]
+    logger = make_logger(cfg, stage, ctx.output_dir)
+    if logger is not None and cfg.callbacks.get("lr_monitor", False):
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    trainer = L.Trainer(logger=logger if logger is not None else False, callbacks=callbacks,
+                        default_root_dir=str(ctx.output_dir), **targs)
+    ctx.loggers = [logger] if logger is not None else []
+    return trainer
+
+
+def test_policy(ctx, stage: str, export_dir: str | Path, *, answer: str) -> dict:
+    """Evaluate an exported policy on the test split of every eval dataset; returns ``{dataset: metrics}``."""
+    from msa.stages.evaluate import evaluate_policy
+
+    policy = load_stage_policy(ctx, init_from=str(export_dir))
+    return evaluate_policy(ctx, policy, stage=stage, answer=answer)
+
+
+def read_export_meta(path: str | Path | None) -> dict:
+    if not path:
+        return {}
+    meta = Path(path) / "msa_policy.json"
+    return json.loads(meta.read_text()) if meta.exists() else {}

@@ -1,0 +1,314 @@
+"""Stage ``grpo``: Hint-GRPO on top of the SFT policy.
+
+    python train.py stage=grpo init_from=<sft run>/checkpoints/best
+    python train.py stage=grpo init_from=... hint=false        # standard GRPO (the "w/o Hint" ablation)
+    python train.py stage=grpo init_from=... hard=false        # drop hard prompts (the "w/o Hard" ablation)
+
+One training step, top to bottom in ``training_step``:
+sample G answers per prompt -> reward (format + polarity + score) -> find hard prompts (every
+rollout's polarity wrong) -> regenerate the hard groups with ``<polarity>{true}</polarity>`` prefilled
+(hint=true) -> group-normalised advantages -> clipped surrogate + beta * k3 KL to the reference ->
+manual backward -> clip grad norm -> optimizer step.
+
+Where we depart from the paper or from TRL, and why:
+
+1. Hard prompts are those whose G rollouts all have the wrong polarity (a format failure counts as
+   wrong), not "all rewards below a threshold": the hint carries only the polarity, so it can only fix
+   that failure. The paper's threshold rule is ``grpo.hard_rule=reward_below grpo.hard_threshold=x``.
+2. The hinted group *replaces* the sampled group (Hint-GRPO) and its advantages are normalised within
+   itself; hinted and unhinted rollouts never share a baseline, which would hand the hinted ones a free
+   polarity reward.
+3. Rewards score prefill + continuation (unlike Hint-GRPO, whose hint sat before the scored answer):
+   our prefill *is* the polarity tag, so the format reward needs it. The polarity reward is therefore
+   constant within a hinted group; the learning signal comes from format and score.
+4. The prefill tokens are masked out of the policy loss and the KL (they were not sampled); under the
+   per-sequence "grpo" aggregation they would otherwise get a length-correlated push.
+5. Reference = the SFT policy: the SFT adapter is merged into the base weights at load time and a
+   fresh LoRA is trained, so ``disable_adapter()`` is the reference with no second copy. With full
+   fine-tuning the reference is a frozen deep copy (twice the weight memory: +16.6 GiB in bf16 for 7B).
+6. Log-probs use logits / temperature (TRL), so the ratio is against the distribution that sampled.
+7. Encoder outputs are computed once per prompt and reused by every sampling and scoring pass
+   (frozen towers only; with trained towers ``grpo.reuse_encoder_outputs`` must be false and we fail
+   fast rather than silently use stale features).
+8. With hard=false the dropped groups leave the loss entirely (they are not zero-advantage rows that
+   would still dilute the per-sequence mean).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+
+from msa.dc import hint_prefill, polarity_of
+from msa.models import export_policy, trainable_parameters
+from msa.models.encode import encode_media
+from msa.rl.advantages import frac_zero_std, group_advantages
+from msa.rl.hard import find_hard, select_groups
+from msa.rl.losses import grpo_loss, token_entropy, token_logprobs
+from msa.rl.rewards import REWARD_FUNCS, total_reward
+from msa.rl.rollout import completion_logits, sample
+
+log = logging.getLogger(__name__)
+
+
+class GRPOModule(L.LightningModule):
+    def __init__(self, policy, gcfg, *, dataset: str, hint: bool, hard: bool, out_dir: str | Path):
+        super().__init__()
+        if gcfg.num_generations < 2:
+            raise ValueError("grpo.num_generations: GRPO needs at least 2 generations per prompt")
+        self.automatic_optimization = False
+        self.policy, self.model, self.g = policy, policy.model, gcfg
+        self.dataset, self.hint, self.hard = dataset, hint, hard
+        self.out_dir = Path(out_dir)
+        self.strict_loading = False
+        trained_towers = any(p.requires_grad for n, p in self.model.named_parameters()
+                             if ".visual." in n or ".audio_tower." in n)
+        if trained_towers and gcfg.reuse_encoder_outputs:
+            raise ValueError("grpo.reuse_encoder_outputs=true needs frozen encoders (model.freeze.*=true)")
+        # Reference: adapter-off view of the same weights (LoRA), a frozen copy (full FT), or none (beta=0).
+        self.ref_model = None
+        if gcfg.beta > 0 and not policy.lora:
+            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.history: list[dict] = []  # per-step scalars (reward curve, hint rate) for metrics.json
+
+    # ---------------------------------------------------------------- one step
+    def training_step(self, batch, batch_idx):
+        g, G = self.g, self.g.num_generations
+        opt = self.optimizers()
+        thinker, tok = self.policy.base, self.policy.tokenizer
+        uav = batch["use_audio_in_video"]
+        B = batch["input_ids"].shape[0]
+        labels = [float(x) for x in batch["label"]]
+        rows = torch.arange(B, device=self.device)
+        media = encode_media(thinker, batch) if g.reuse_encoder_outputs else None
+
+        # 1. sample G answers per prompt (group-major: rows b*G .. b*G+G-1 belong to prompt b)
+        s = self._sample(batch, media, rows)
+        # 2. reward
+        totals, per_fn, right = self._rewards(s.texts, labels)
+        reward_before = totals.mean().item()
+        # 3. hard prompts: every rollout's polarity wrong (or every reward below the threshold)
+        is_hard = find_hard(right.view(B, G), totals.view(B, G), g.hard_rule, g.hard_threshold)
+        regen, drop = select_groups(is_hard, hint=self.hint, keep_hard=self.hard)
+        hinted = torch.zeros(B * G, dtype=torch.bool)
+        # 4. hint: regenerate all hard groups in one batched call with the true polarity prefilled
+        if regen.any():
+            hard_rows = rows[regen.to(rows.device)]
+            prefills = [hint_prefill(polarity_of(labels[i], self.dataset)) for i in hard_rows.tolist()]
+            h = self._sample(batch, media, hard_rows, prefills=prefills)
+            h_totals, h_per, h_right = self._rewards(h.texts, [labels[i] for i in hard_rows.tolist()])
+            s, totals, per_fn, right, hinted = self._replace(s, h, totals, h_totals, per_fn, h_per, right, h_right,
+                                                             hard_rows.cpu(), G)
+        # 5. advantages, normalised within each (possibly hinted) group
+        adv = group_advantages(totals, G, scale=g.scale_rewards).to(self.device)  # [B*G]
+        keep = (~drop).repeat_interleave(G)  # hard=false: dropped groups leave the loss entirely
+        # 6-9. loss -> backward -> clip -> step (num_iterations passes over this batch)
+        stats = self._optimise(opt, batch, media, s, adv, keep, uav)
+        sch = self.lr_schedulers()
+        if sch is not None:
+            sch.step()
+        self._log_step(batch, s, totals, per_fn, adv, hinted, is_hard, reward_before, stats)
+        return None
+
+    # ---------------------------------------------------------------- pieces of the step
+    def _sample(self, batch, media, rows, prefills=None):
+        g = self.g
+        return sample(self.model, self.policy.base, self.policy.tokenizer, batch, media, rows.cpu() if media is None
+                      else rows, group_size=g.num_generations, max_new_tokens=g.max_new_tokens,
+                      temperature=g.temperature, top_p=g.top_p, use_audio_in_video=batch["use_audio_in_video"],
+                      prefills=prefills)
+
+    def _rewards(self, texts, labels):
+        G = self.g.num_generations
+        per_row = [y for y in labels for _ in range(G)]
+        totals, per_fn = total_reward(texts, weights=dict(self.g.reward_weights), label=per_row,
+                                      dataset=self.dataset, form=self.g.score_form)
+        right = torch.tensor([v > 0 for v in per_fn["polarity"]])
+        return torch.tensor(totals, dtype=torch.float32), per_fn, right
+
+    @staticmethod
+    def _replace(s, h, totals, h_totals, per_fn, h_per, right, h_right, hard_rows, G):
+        """The hinted groups replace the sampled groups of the hard prompts (completions padded to one width)."""
+        idx = (hard_rows.unsqueeze(1) * G + torch.arange(G)).reshape(-1)  # rows of the hard groups
+        width = max(s.completion_ids.shape[1], h.completion_ids.shape[1])
+        pad = lambda t, v: torch.nn.functional.pad(t, (0, width - t.shape[1]), value=v)  # noqa: E731
+        pad_id = int(s.completion_ids.new_tensor(0).item())
+        comp, cmask, pmask = pad(s.completion_ids, pad_id), pad(s.completion_mask, 0), pad(s.prefill_mask, 0)
+        comp[idx] = pad(h.completion_ids, pad_id).to(comp.device)
+        cmask[idx] = pad(h.completion_mask, 0).to(cmask.device)
+        pmask[idx] = pad(h.prefill_mask, 0).to(pmask.device)
+        clipped = s.clipped.clone()
+        clipped[idx] = h.clipped.to(clipped.device)
+        texts = list(s.texts)
+        for j, r in enumerate(idx.tolist()):
+            texts[r] = h.texts[j]
+        totals = totals.clone()
+        totals[idx] = h_totals
+        per_fn = {k: list(v) for k, v in per_fn.items()}
+        for k in per_fn:
+            for j, r in enumerate(idx.tolist()):
+                per_fn[k][r] = h_per[k][j]
+        right = right.clone()
+        right[idx] = h_right
+        hinted = torch.zeros(len(texts), dtype=torch.bool)
+        hinted[idx] = True
+        return type(s)(comp, cmask, pmask, clipped, texts), totals, per_fn, right, hinted
+
+    def _logits(self, batch, media, prompt_rows, s, model=None):
+        return completion_logits(model or self.model, self.policy.base if model is None else _thinker(model), batch,
+                                 media, prompt_rows, s.completion_ids.to(self.device),
+                                 s.completion_mask.to(self.device), batch["use_audio_in_video"])
+
+    def _optimise(self, opt, batch, media, s, adv, keep, uav):
+        g, G = self.g, self.g.num_generations
+        T = g.temperature
+        keep_rows = keep.nonzero().squeeze(1).to(self.device)
+        if keep_rows.numel() == 0:  # every group dropped (hard=false): nothing to learn from this batch
+            return dict(loss=0.0, kl=0.0, entropy=0.0, clip_low=0.0, clip_high=0.0, clip_region=0.0, skipped=1.0)
+        prompt_rows = keep_rows // G
+        sub = type(s)(s.completion_ids[keep_rows.cpu()], s.completion_mask[keep_rows.cpu()],
+                      s.prefill_mask[keep_rows.cpu()], s.clipped[keep_rows.cpu()], None)
+        ids = sub.completion_ids.to(self.device)
+        loss_mask = (sub.completion_mask * (1 - sub.prefill_mask)).to(self.device).float()  # [N, C]
+        a = adv[keep_rows]
+        ref_logp = old_logp = None
+        with torch.no_grad():
+            if g.beta > 0:
+                if self.ref_model is not None:
+                    ref_logits = self._logits(batch, media, prompt_rows, sub, model=self.ref_model)
+                else:
+                    with self.model.disable_adapter():
+                        ref_logits = self._logits(batch, media, prompt_rows, sub)
+                ref_logp = token_logprobs(ref_logits, ids, T)
+                del ref_logits
+            if g.num_iterations > 1:  # the sampling policy's log-probs, fixed across the passes
+                old_logp = token_logprobs(self._logits(batch, media, prompt_rows, sub), ids, T)
+        for _ in range(g.num_iterations):
+            logits = self._logits(batch, media, prompt_rows, sub)  # [N, C, V]
+            logp = token_logprobs(logits, ids, T)
+            with torch.no_grad():
+                ent = (token_entropy(logits.detach(), T) * loss_mask).sum() / loss_mask.sum().clamp(min=1)
+            loss, st = grpo_loss(logp, logp.detach() if old_logp is None else old_logp, ref_logp, a, loss_mask,
+                                 epsilon_low=g.epsilon, epsilon_high=g.epsilon_high, beta=g.beta,
+                                 loss_type=g.loss_type, max_completion_length=g.max_new_tokens)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            self.clip_gradients(opt, gradient_clip_val=g.max_grad_norm, gradient_clip_algorithm="norm")
+            opt.step()
+        return dict(loss=loss.item(), kl=st.kl.item(), entropy=ent.item(), clip_low=st.clip_ratio_low.item(),
+                    clip_high=st.clip_ratio_high.item(), clip_region=st.clip_ratio_region.item(), skipped=0.0)
+
+    # ---------------------------------------------------------------- logging
+    def _log_step(self, batch, s, totals, per_fn, adv, hinted, is_hard, reward_before, stats):
+        G = self.g.num_generations
+        n = len(s.texts)
+        lengths = (s.completion_mask * (1 - s.prefill_mask)).sum(1).float()
+        group_std = totals.view(-1, G).std(1)
+        m = {
+            "reward": totals.mean().item(),
+            "reward_std": group_std.mean().item(),
+            "frac_reward_zero_std": frac_zero_std(totals, G),
+            "kl": stats["kl"], "entropy": stats["entropy"], "loss": stats["loss"],
+            "clip_ratio/low_mean": stats["clip_low"], "clip_ratio/high_mean": stats["clip_high"],
+            "clip_ratio/region_mean": stats["clip_region"],
+            "completions/mean_length": lengths.mean().item(),
+            "completions/clipped_ratio": s.clipped.float().mean().item(),
+            "hint/rate": hinted.float().mean().item(),
+            "hard/frac": is_hard.float().mean().item(),
+            "hint/reward_before": reward_before,
+            "hint/reward_after": totals.mean().item(),
+            "skipped_step": stats["skipped"],
+        }
+        for name in REWARD_FUNCS:
+            m[f"rewards/{name}/mean"] = sum(per_fn[name]) / n
+        self.log_dict({f"train/{k}": float(v) for k, v in m.items()}, batch_size=len(batch["ids"]),
+                      sync_dist=True, prog_bar=False)
+        self.log("reward", m["reward"], prog_bar=True, batch_size=len(batch["ids"]), sync_dist=True)
+        self.history.append({"step": self.global_step, **m})
+        every = self.g.log_completions_every
+        if every and (self.global_step % every == 0) and self.trainer.is_global_zero:
+            self._write_completions(batch, s, totals, per_fn, adv, hinted)
+
+    def _write_completions(self, batch, s, totals, per_fn, adv, hinted):
+        G = self.g.num_generations
+        rows = []
+        for r, text in enumerate(s.texts):
+            b = r // G
+            rows.append({"step": self.global_step, "prompt_id": batch["ids"][b], "dataset": self.dataset,
+                         "label": float(batch["label"][b]), "completion": text, "reward": float(totals[r]),
+                         **{f"reward_{k}": float(v[r]) for k, v in per_fn.items()},
+                         "hinted": bool(hinted[r]), "advantage": float(adv[r])})
+        df = pd.DataFrame(rows)
+        out = self.out_dir / "completions"
+        out.mkdir(parents=True, exist_ok=True)
+        df.to_parquet(out / f"completions_{self.global_step:05d}.parquet", index=False)
+        from msa.runtime import log_table
+
+        log_table(self.loggers, "completions", df)
+
+    # ---------------------------------------------------------------- optimiser, checkpoints
+    def configure_optimizers(self):
+        params = list(trainable_parameters(self.model).values())
+        opt = torch.optim.AdamW(params, lr=self.g.lr, weight_decay=self.g.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = int(self.g.warmup_steps)
+
+        def factor(step):  # linear warmup then cosine decay (the paper: cosine schedule)
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor),
+                                                   "interval": "step"}}
+
+    def state_dict(self, *args, **kwargs):
+        full = super().state_dict(*args, **kwargs)
+        keep = {"model." + n for n in trainable_parameters(self.model)}
+        return type(full)((k, v) for k, v in full.items() if k in keep)
+
+
+def _thinker(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def fifths(values: list[float]) -> tuple[float, float]:
+    """Mean of the first and of the last fifth of a curve (at least one point each)."""
+    if not values:
+        return float("nan"), float("nan")
+    k = max(1, len(values) // 5)
+    return sum(values[:k]) / k, sum(values[-k:]) / k
+
+
+def run(ctx) -> dict:
+    """Hint-GRPO from ctx.artefacts["policy"] (or init_from); records ``grpo`` (test metrics) and ``grpo_train``."""
+    from msa.stages.common import build_datamodule, build_trainer, load_stage_policy, test_policy
+
+    cfg = ctx.cfg
+    out = ctx.stage_dir("grpo")
+    policy = load_stage_policy(ctx)
+    dm = build_datamodule(cfg, policy, answer="dc")
+    module = GRPOModule(policy, cfg.grpo, dataset=cfg.data.name, hint=cfg.hint, hard=cfg.hard, out_dir=out)
+    trainer = build_trainer(ctx, "grpo", max_steps=cfg.grpo.max_steps, max_epochs=-1, monitor=None,
+                            ckpt_dir=cfg.grpo.checkpoint_dir, limit_val_batches=0)
+    trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    export = Path(cfg.grpo.checkpoint_dir) / "final"
+    export_policy(policy, export, extra={"stage": "grpo", "hint": cfg.hint, "hard": cfg.hard, "steps": trainer.global_step,
+                                         "dataset": cfg.data.name, "range_dataset": cfg.data.name, "answer": "dc"})
+    ctx.artefacts["policy"] = str(export)
+    hist = pd.DataFrame(module.history)
+    hist.to_csv(out / "train_history.csv", index=False)
+    first, last = fifths(hist["reward"].tolist() if len(hist) else [])
+    train_summary = {"reward_first_fifth": first, "reward_last_fifth": last,
+                     "hint_rate": float(hist["hint/rate"].mean()) if len(hist) else float("nan"),
+                     "hard_frac": float(hist["hard/frac"].mean()) if len(hist) else float("nan"),
+                     "steps": int(trainer.global_step)}
+    ctx.record("grpo_train", train_summary)
+    results = test_policy(ctx, "grpo", export, answer="dc")
+    ctx.record("grpo", results)
+    return results

@@ -1,0 +1,163 @@
+"""Stage ``sft``: cold-start supervised fine-tuning in the DC format, or the direct-score baseline.
+
+    python train.py stage=sft sft.cot=<cot.jsonl>                 # DC chains from the cot stage
+    python train.py stage=sft sft.answer=score                    # baseline: answer <score>x</score> only
+
+Teacher-forced next-token loss on the assistant answer only (system, user, media and padding tokens
+carry label -100; the collator builds the labels). LoRA by default, full fine-tuning with
+``model.lora.enabled=false``. AdamW, linear warmup then cosine decay to zero. Validation each epoch
+generates, parses and scores with the eval stage's code (``val/<dataset>/<metric>``); the best
+epoch by ``val/score`` (acc3 + acc2 - MAE/range, see :func:`msa.evaluation.selection_score`) is
+exported to ``checkpoints/best`` (peft adapter or full weights) for ``init_from=``; Lightning
+checkpoints (``checkpoints/*.ckpt``) hold the trainable weights plus optimizer/scheduler/loop state
+for an exact ``ckpt_path=`` resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from msa.dc import format_answer, format_score
+from msa.evaluation import prediction_records, selection_score, summarize
+from msa.generation import generate_texts, model_inputs
+from msa.models import export_policy, trainable_parameters
+
+log = logging.getLogger(__name__)
+
+
+def load_targets(cot_path: str | Path, dataset: str) -> dict[str, str]:
+    """id -> DC answer text from a CoT JSONL (the true score is already in each kept record)."""
+    path = Path(cot_path)
+    if not path.exists():
+        raise FileNotFoundError(f"sft.cot={path}: no CoT file (run stage=cot first, or point sft.cot at one)")
+    targets = {}
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
+            if rec.get("dataset", dataset) != dataset:
+                continue
+            answer = rec.get("answer") or format_answer(rec["polarity"], rec["reasoning"], rec["score"], dataset)
+            targets[str(rec["id"])] = answer
+    if not targets:
+        raise ValueError(f"sft.cot={path}: no records for dataset {dataset!r}")
+    return targets
+
+
+def score_targets(frame, dataset: str) -> dict[str, str]:
+    """id -> ``<score>x</score>`` from the dataset labels (the direct-score baseline)."""
+    return {row.id: f"<score>{format_score(float(row.label), dataset)}</score>" for row in frame.itertuples()}
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """LR multiplier: linear warmup from ~0 to 1, then cosine to 0 at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class SFTModule(L.LightningModule):
+    def __init__(self, policy, *, dataset: str, range_dataset: str, answer: str, lr: float, weight_decay: float,
+                 warmup_ratio: float, val_max_new_tokens: int, export_dir: str | Path | None = None):
+        super().__init__()
+        self.policy = policy
+        self.model = policy.model  # registered so Lightning moves it and checkpoints it
+        self.dataset, self.range_dataset, self.answer = dataset, range_dataset, answer
+        self.lr, self.weight_decay, self.warmup_ratio = lr, weight_decay, warmup_ratio
+        self.val_max_new_tokens = val_max_new_tokens
+        self.export_dir = Path(export_dir) if export_dir else None
+        self.best_score = -math.inf
+        self.best_metrics: dict | None = None
+        self._val_records: list[dict] = []
+        # Checkpoints keep only the trainable weights; the frozen base comes from the model config.
+        self.strict_loading = False
+
+    def training_step(self, batch, batch_idx):
+        out = self.model(**model_inputs(batch), labels=batch["labels"], use_audio_in_video=batch["use_audio_in_video"])
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=len(batch["ids"]))
+        return out.loss
+
+    def validation_step(self, batch, batch_idx):
+        texts = generate_texts(self.model, self.policy.tokenizer, batch, max_new_tokens=self.val_max_new_tokens,
+                               use_audio_in_video=batch["use_audio_in_video"])
+        self._val_records += prediction_records(texts, batch, dataset=self.dataset, range_dataset=self.range_dataset,
+                                                answer=self.answer)
+
+    def on_validation_epoch_end(self):
+        records, self._val_records = self._val_records, []
+        if not records:
+            return
+        metrics = summarize(records, self.dataset)
+        score = selection_score(metrics, self.dataset)
+        for k, v in metrics.items():
+            self.log(f"val/{self.dataset}/{k}", float(v))
+        self.log("val/parse_fail_rate", metrics["parse_fail_rate"])
+        self.log("val/score", score, prog_bar=True)
+        if score > self.best_score and not self.trainer.sanity_checking:
+            self.best_score, self.best_metrics = score, metrics
+            if self.export_dir is not None and self.trainer.is_global_zero:
+                export_policy(self.policy, self.export_dir / "best",
+                              extra={"stage": "sft", "epoch": self.current_epoch, "val_score": score,
+                                     "dataset": self.dataset, "range_dataset": self.range_dataset,
+                                     "answer": self.answer})
+
+    def configure_optimizers(self):
+        params = list(trainable_parameters(self.model).values())
+        if not params:
+            raise ValueError("no trainable parameters: enable model.lora or unfreeze something")
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.warmup_ratio * total)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def state_dict(self, *args, **kwargs):
+        # Only what training changes: the adapter (or, with full fine-tuning, the unfrozen weights).
+        full = super().state_dict(*args, **kwargs)
+        keep = {"model." + n for n in trainable_parameters(self.model)}
+        return type(full)((k, v) for k, v in full.items() if k in keep)
+
+
+def run(ctx) -> dict:
+    """Train, export the best epoch, evaluate it on the test split; records ``{"sft": {dataset: metrics}}``."""
+    from msa.stages.common import build_datamodule, build_trainer, load_stage_policy, test_policy
+
+    cfg = ctx.cfg
+    dataset = cfg.data.name
+    out = ctx.stage_dir("sft")
+    policy = load_stage_policy(ctx)
+    if cfg.sft.answer == "dc":
+        targets = load_targets(ctx.artefacts.get("cot") or cfg.sft.cot, dataset)
+        dm = build_datamodule(cfg, policy, answer="dc", targets=targets)
+    else:
+        dm = build_datamodule(cfg, policy, answer="score")
+        dm.set_targets(score_targets(dm.label_frame(), dataset))
+    module = SFTModule(policy, dataset=dataset, range_dataset=dataset, answer=cfg.sft.answer, lr=cfg.sft.lr,
+                       weight_decay=cfg.sft.weight_decay, warmup_ratio=cfg.sft.warmup_ratio,
+                       val_max_new_tokens=cfg.sft.val_max_new_tokens, export_dir=Path(cfg.sft.checkpoint_dir))
+    trainer = build_trainer(ctx, "sft", max_epochs=cfg.sft.max_epochs, monitor="val/score",
+                            ckpt_dir=cfg.sft.checkpoint_dir,
+                            accumulate_grad_batches=cfg.sft.accumulate_grad_batches,
+                            gradient_clip_val=cfg.sft.gradient_clip_val,
+                            check_val_every_n_epoch=cfg.sft.val_every_n_epochs)
+    trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    best = Path(cfg.sft.checkpoint_dir) / "best"
+    if not best.exists():  # no validation ran (e.g. fast_dev_run): export the last weights
+        export_policy(policy, best, extra={"stage": "sft", "dataset": dataset, "answer": cfg.sft.answer})
+    ctx.artefacts["policy"] = str(best)
+    results = test_policy(ctx, "sft", best, answer=cfg.sft.answer)
+    results["_train"] = {"best_val_score": module.best_score, "steps": trainer.global_step,
+                         "best_val": module.best_metrics}
+    ctx.record("sft", results)
+    return results
