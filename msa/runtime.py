@@ -33,8 +33,19 @@ class RunContext:
         self.metrics[key] = value
         path = self.output_dir / "metrics.json"
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.metrics, indent=2, default=_jsonable))
+        tmp.write_text(json.dumps(_finite(self.metrics), indent=2, default=_jsonable, allow_nan=False))
         tmp.replace(path)
+
+
+def _finite(x):
+    """NaN/inf -> None: metrics.json stays valid JSON (an undefined Corr is null, not NaN)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+        return None
+    return x
 
 
 def _jsonable(x):

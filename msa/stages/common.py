@@ -31,15 +31,17 @@ def datamodule_kwargs(data_cfg, **overrides) -> dict:
 
 def build_datamodule(cfg, policy, *, name: str | None = None, root: str | None = None, **collate):
     """A DataModule for ``name`` (default: ``data.name``) with the policy's processor attached."""
-    from msa.data.datamodule import create_datamodule
+    from msa.data.datamodule import build_datamodule as create
 
-    over = {}
-    if name is not None:
-        over["name"] = name
-    if root is not None:
-        over["root"] = root
-    dm = create_datamodule(**datamodule_kwargs(cfg.data, **over), use_audio_in_video=policy.use_audio_in_video,
-                           **collate)
+    kw = datamodule_kwargs(cfg.data, **collate)
+    data_name = kw.pop("name")
+    data_root = kw.pop("root")
+    if name is not None and name != data_name:  # another dataset (cross-dataset eval): its own root
+        data_name, data_root = name, root
+        kw.pop("n_clips", None)
+    if not data_name.startswith("demo"):
+        kw.pop("n_clips", None)
+    dm = create(data_name, data_root, use_audio_in_video=policy.use_audio_in_video, **kw)
     dm.attach_processor(policy.processor)
     return dm
 

@@ -79,7 +79,10 @@ class GRPOModule(L.LightningModule):
 
     # ---------------------------------------------------------------- one step
     def training_step(self, batch, batch_idx):
+        if not batch["ids"]:  # every clip of the batch was skipped (data.on_error=skip)
+            return None
         g, G = self.g, self.g.num_generations
+        step = self.global_step  # the optimizer step this batch becomes (logged and in file names)
         opt = self.optimizers()
         thinker, tok = self.policy.base, self.policy.tokenizer
         uav = batch["use_audio_in_video"]
@@ -113,7 +116,7 @@ class GRPOModule(L.LightningModule):
         sch = self.lr_schedulers()
         if sch is not None:
             sch.step()
-        self._log_step(batch, s, totals, per_fn, adv, hinted, is_hard, reward_before, stats)
+        self._log_step(step, batch, s, totals, per_fn, adv, hinted, is_hard, reward_before, stats)
         return None
 
     # ---------------------------------------------------------------- pieces of the step
@@ -205,7 +208,7 @@ class GRPOModule(L.LightningModule):
                     clip_high=st.clip_ratio_high.item(), clip_region=st.clip_ratio_region.item(), skipped=0.0)
 
     # ---------------------------------------------------------------- logging
-    def _log_step(self, batch, s, totals, per_fn, adv, hinted, is_hard, reward_before, stats):
+    def _log_step(self, step, batch, s, totals, per_fn, adv, hinted, is_hard, reward_before, stats):
         G = self.g.num_generations
         n = len(s.texts)
         lengths = (s.completion_mask * (1 - s.prefill_mask)).sum(1).float()
@@ -230,24 +233,24 @@ class GRPOModule(L.LightningModule):
         self.log_dict({f"train/{k}": float(v) for k, v in m.items()}, batch_size=len(batch["ids"]),
                       sync_dist=True, prog_bar=False)
         self.log("reward", m["reward"], prog_bar=True, batch_size=len(batch["ids"]), sync_dist=True)
-        self.history.append({"step": self.global_step, **m})
+        self.history.append({"step": step, **m})
         every = self.g.log_completions_every
-        if every and (self.global_step % every == 0) and self.trainer.is_global_zero:
-            self._write_completions(batch, s, totals, per_fn, adv, hinted)
+        if every and step % every == 0 and self.trainer.is_global_zero:
+            self._write_completions(step, batch, s, totals, per_fn, adv, hinted)
 
-    def _write_completions(self, batch, s, totals, per_fn, adv, hinted):
+    def _write_completions(self, step, batch, s, totals, per_fn, adv, hinted):
         G = self.g.num_generations
         rows = []
         for r, text in enumerate(s.texts):
             b = r // G
-            rows.append({"step": self.global_step, "prompt_id": batch["ids"][b], "dataset": self.dataset,
+            rows.append({"step": step, "prompt_id": batch["ids"][b], "dataset": self.dataset,
                          "label": float(batch["label"][b]), "completion": text, "reward": float(totals[r]),
                          **{f"reward_{k}": float(v[r]) for k, v in per_fn.items()},
                          "hinted": bool(hinted[r]), "advantage": float(adv[r])})
         df = pd.DataFrame(rows)
         out = self.out_dir / "completions"
         out.mkdir(parents=True, exist_ok=True)
-        df.to_parquet(out / f"completions_{self.global_step:05d}.parquet", index=False)
+        df.to_parquet(out / f"completions_{step:05d}.parquet", index=False)
         from msa.runtime import log_table
 
         log_table(self.loggers, "completions", df)

@@ -84,11 +84,15 @@ class SFTModule(L.LightningModule):
         self.strict_loading = False
 
     def training_step(self, batch, batch_idx):
+        if not batch["ids"]:  # every clip of the batch was skipped (data.on_error=skip)
+            return None
         out = self.model(**model_inputs(batch), labels=batch["labels"], use_audio_in_video=batch["use_audio_in_video"])
         self.log("train/loss", out.loss, prog_bar=True, batch_size=len(batch["ids"]))
         return out.loss
 
     def validation_step(self, batch, batch_idx):
+        if not batch["ids"]:
+            return
         texts = generate_texts(self.model, self.policy.tokenizer, batch, max_new_tokens=self.val_max_new_tokens,
                                use_audio_in_video=batch["use_audio_in_video"])
         self._val_records += prediction_records(texts, batch, dataset=self.dataset, range_dataset=self.range_dataset,
@@ -141,8 +145,11 @@ def run(ctx) -> dict:
         targets = load_targets(ctx.artefacts.get("cot") or cfg.sft.cot, dataset)
         dm = build_datamodule(cfg, policy, answer="dc", targets=targets)
     else:
+        from msa.data.labels import read_labels
+
         dm = build_datamodule(cfg, policy, answer="score")
-        dm.set_targets(score_targets(dm.label_frame(), dataset))
+        dm.prepare_data()  # the demo set is generated here on first use
+        dm.set_targets(score_targets(read_labels(dm.root, dataset), dataset))
     module = SFTModule(policy, dataset=dataset, range_dataset=dataset, answer=cfg.sft.answer, lr=cfg.sft.lr,
                        weight_decay=cfg.sft.weight_decay, warmup_ratio=cfg.sft.warmup_ratio,
                        val_max_new_tokens=cfg.sft.val_max_new_tokens, export_dir=Path(cfg.sft.checkpoint_dir))
@@ -157,7 +164,7 @@ def run(ctx) -> dict:
         export_policy(policy, best, extra={"stage": "sft", "dataset": dataset, "answer": cfg.sft.answer})
     ctx.artefacts["policy"] = str(best)
     results = test_policy(ctx, "sft", best, answer=cfg.sft.answer)
-    results["_train"] = {"best_val_score": module.best_score, "steps": trainer.global_step,
-                         "best_val": module.best_metrics}
+    ctx.record("sft_train", {"best_val_score": module.best_score, "steps": trainer.global_step,
+                             "best_val": module.best_metrics})
     ctx.record("sft", results)
     return results

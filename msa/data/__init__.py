@@ -1,0 +1,34 @@
+"""The data layer: MMSA label files, PyAV decoding, the processed-media cache, Dataset, collate and
+one LightningDataModule per dataset.
+
+    labels.py      read_labels(root, dataset) -> DataFrame (ids, text, float64 labels, split, path)
+    media.py       decode_video / decode_audio with PyAV; MediaError, NoAudioError
+    cache.py       MediaCache: processor outputs per clip on disk, keyed by content + settings
+    dataset.py     MSADataset: one split as sample dicts (or SkippedSample markers)
+    collate.py     MultimodalCollator: samples -> thinker inputs, token expansion by the processor
+    datamodule.py  MSADataModule and its per-dataset subclasses; SkipReport, SkipCounter
+
+Names are imported lazily so that ``import msa.data.labels`` does not pull in torch or lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "LabelFileError": "labels", "read_labels": "labels",
+    "MediaError": "media", "NoAudioError": "media", "decode_audio": "media", "decode_video": "media",
+    "MediaCache": "cache",
+    "MSADataset": "dataset", "SkippedSample": "dataset",
+    "MultimodalCollator": "collate",
+    "DATAMODULES": "datamodule", "MSADataModule": "datamodule", "SkipCounter": "datamodule",
+    "SkipReport": "datamodule", "build_datamodule": "datamodule",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"msa.data.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'msa.data' has no attribute {name!r}")

@@ -1,0 +1,334 @@
+"""One LightningDataModule per dataset on a shared base: splits, cached media, collate, skip counts.
+
+    dm = build_datamodule("demo", batch_size=2)       # or MSADataModule("sims", root=..., ...)
+    dm.attach_processor(processor)                     # the policy's processor, loaded separately
+    dm.prepare_data(); dm.setup()
+    batch = next(iter(dm.train_dataloader()))          # model inputs + metadata, see MultimodalCollator
+
+The processor is attached after construction because the policy (and so its processor) is loaded
+by the stage; ``setup()`` without one is an error. ``targets`` (id -> answer text) turn on teacher
+forcing for the train loader only, and restrict the train split to the clips that have a target
+(the CoT set after filtering); the other loaders serve prompts for generation. ``predict`` serves
+``predict_split`` (the train split by default: the CoT stage writes chains for it).
+
+Skipped clips (``on_error="skip"``) travel in ``batch["skipped"]``; :class:`SkipCounter` sums them
+into the data module's :class:`SkipReport` and logs ``data/skipped`` per epoch.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader
+
+from msa.data.cache import MediaCache
+from msa.data.collate import MultimodalCollator
+from msa.data.dataset import ON_ERROR, MSADataset, normalise_modalities
+from msa.data.labels import read_labels, split as split_rows
+from msa.datasets import get_spec
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+def _default_cache_root() -> Path:
+    from msa.models.tiny import default_cache_dir  # $MSA_CACHE or ~/.cache/msa, shared with the models
+
+    return default_cache_dir()
+
+
+class SkipReport:
+    """Counts of clips left out, per split and per reason kind, for stages and callbacks to read."""
+
+    def __init__(self):
+        self.counts: collections.Counter = collections.Counter()  # (split, kind) -> n
+        self.examples: list[tuple[str, str, str]] = []  # (split, id, reason), the first few
+
+    def add(self, split: str, skipped: Iterable[tuple[str, str]], keep: int = 20) -> int:
+        n = 0
+        for clip_id, reason in skipped:
+            kind = reason.split(":", 1)[0] if ":" in reason else "error"
+            self.counts[(split, kind)] += 1
+            if len(self.examples) < keep:
+                self.examples.append((split, clip_id, reason))
+            n += 1
+        return n
+
+    def total(self, split: str | None = None) -> int:
+        return sum(n for (s, _), n in self.counts.items() if split is None or s == split)
+
+    def __repr__(self) -> str:
+        return f"SkipReport(total={self.total()}, counts={dict(self.counts)})"
+
+
+class MSADataModule(L.LightningDataModule):
+    """The data of one dataset (``name`` in :mod:`msa.datasets`) in the MMSA layout at ``root``.
+
+    ``modalities``: dict of switches (``text, audio, video``) or a list of names. ``limit`` caps each
+    split (first rows) for smoke runs. ``cache_dir``: the processed-media cache (None: ``$MSA_CACHE/media``;
+    False: no disk cache). ``fps/min_frames/max_frames`` drive frame sampling, ``max_audio_seconds`` cuts
+    the audio. ``answer``, ``range_dataset``, ``targets`` and ``use_audio_in_video`` go to the collator.
+    """
+
+    def __init__(self, name: str, root: str | Path | None = None, *, batch_size: int = 1,
+                 eval_batch_size: int | None = None, num_workers: int = 0, fps: float = 2.0, min_frames: int = 4,
+                 max_frames: int = 768, max_audio_seconds: float | None = None,
+                 modalities: Mapping[str, bool] | Iterable[str] | None = None, on_error: str = "raise",
+                 allow_missing_audio: bool = False, cache_dir: str | Path | None | bool = None,
+                 limit: int | None = None, shuffle: bool = True, seed: int = 0, answer: str = "dc",
+                 range_dataset: str | None = None, targets: Mapping[str, str] | None = None,
+                 use_audio_in_video: bool = True, predict_split: str = "train",
+                 video_min_pixels: int | None = None, video_max_pixels: int | None = None):
+        super().__init__()
+        self.spec = get_spec(name)  # unknown names fail here, listing the known ones
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise ValueError(f"batch sizes must be >= 1, got {batch_size}, {eval_batch_size}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be >= 1 or None, got {limit}")
+        if predict_split not in SPLITS:
+            raise ValueError(f"predict_split must be one of {SPLITS}, got {predict_split!r}")
+        if range_dataset is not None:
+            get_spec(range_dataset)
+        self.name = name
+        self.root = Path(root) if root is not None else self.default_root()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.fps, self.min_frames, self.max_frames = fps, min_frames, max_frames
+        self.max_audio_seconds = max_audio_seconds
+        self.modalities = normalise_modalities(modalities)
+        self.on_error = on_error
+        self.allow_missing_audio = allow_missing_audio
+        self.cache_dir = cache_dir
+        self.limit = limit
+        self.shuffle = shuffle
+        self.seed = seed
+        self.answer = answer
+        self.range_dataset = range_dataset
+        self.targets = dict(targets) if targets is not None else None
+        self.use_audio_in_video = use_audio_in_video
+        self.predict_split = predict_split
+        self.video_min_pixels, self.video_max_pixels = video_min_pixels, video_max_pixels
+        self.processor = None
+        self.cache: MediaCache | None = None
+        self.frames: dict[str, pd.DataFrame] = {}
+        self.datasets: dict[str, MSADataset] = {}
+        self.skip_report = SkipReport()
+
+    # -- configuration ------------------------------------------------------------------------------
+    def default_root(self) -> Path:
+        raise ValueError(f"{self.name}: give the dataset directory (root=...), the one holding "
+                         "label.csv or meta.csv and Raw/")
+
+    def attach_processor(self, processor) -> "MSADataModule":
+        """Use ``processor`` (the policy's) for media features and tokens; resets built datasets."""
+        self.processor = processor
+        self.cache = None
+        self.datasets = {}
+        return self
+
+    def set_targets(self, targets: Mapping[str, str] | None) -> "MSADataModule":
+        """Teacher-forcing answers for the train loader (id -> answer text); resets built datasets."""
+        self.targets = dict(targets) if targets is not None else None
+        self.datasets = {}
+        return self
+
+    def cache_path(self) -> Path | None:
+        if self.cache_dir is False:
+            return None
+        if self.cache_dir is None or self.cache_dir is True:
+            return _default_cache_root() / "media"
+        return Path(self.cache_dir)
+
+    # -- Lightning hooks ----------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.processor is None:
+            raise RuntimeError(f"{self.name}: no processor attached; call dm.attach_processor(processor) "
+                               "with the policy's processor before setup()")
+        if self.datasets:
+            return
+        table = read_labels(self.root, self.name)
+        media = [m for m in self.modalities if m != "text"]
+        if media and self.cache is None:
+            self.cache = MediaCache(self.processor, self.cache_path(), fps=self.fps, min_frames=self.min_frames,
+                                    max_frames=self.max_frames, max_audio_seconds=self.max_audio_seconds,
+                                    video_min_pixels=self.video_min_pixels, video_max_pixels=self.video_max_pixels)
+        for name in SPLITS:
+            frame = split_rows(table, name)
+            if name == "train" and self.targets is not None:
+                has = frame["id"].isin(self.targets.keys())
+                log.info("%s: %d of %d train clips have a target answer", self.name, int(has.sum()), len(frame))
+                frame = frame[has].reset_index(drop=True)
+            if self.limit is not None:
+                frame = frame.head(self.limit).reset_index(drop=True)
+            self.frames[name] = frame
+            self.datasets[name] = MSADataset(frame, self.name, self.cache, modalities=self.modalities,
+                                             on_error=self.on_error, allow_missing_audio=self.allow_missing_audio)
+
+    def collator(self, *, targets: Mapping[str, str] | None = None) -> MultimodalCollator:
+        return MultimodalCollator(self.processor, answer=self.answer, range_dataset=self.range_dataset,
+                                  modalities=self.modalities, targets=targets,
+                                  use_audio_in_video=self.use_audio_in_video)
+
+    def dataloader(self, split: str, *, shuffle: bool = False, batch_size: int | None = None,
+                   targets: Mapping[str, str] | None = None) -> DataLoader:
+        """A loader over ``split`` (train/valid/test); the named loaders below are shortcuts."""
+        if not self.datasets:
+            self.setup()
+        if split not in self.datasets:
+            raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(self.datasets[split], batch_size=batch_size or self.eval_batch_size, shuffle=shuffle,
+                          generator=generator, num_workers=self.num_workers,
+                          collate_fn=self.collator(targets=targets), persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self.dataloader("train", shuffle=self.shuffle, batch_size=self.batch_size, targets=self.targets)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.dataloader("valid")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.dataloader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.dataloader(self.predict_split)
+
+
+class NamedDataModule(MSADataModule):
+    """A data module bound to one dataset name (``dataset_name``): what the registry holds."""
+
+    dataset_name: str
+
+    def __init__(self, root: str | Path | None = None, **kwargs):
+        super().__init__(self.dataset_name, root, **kwargs)
+
+
+class SIMSDataModule(NamedDataModule):
+    """CH-SIMS: ``label.csv``, scores in [-1, 1], zero-padded clip ids."""
+
+    dataset_name = "sims"
+
+
+class SIMSv2DataModule(NamedDataModule):
+    """CH-SIMS v2 (s): ``meta.csv``; unlabelled v2(u) rows are left out."""
+
+    dataset_name = "simsv2"
+
+
+class MOSIDataModule(NamedDataModule):
+    """CMU-MOSI: scores in [-3, 3], no unimodal labels."""
+
+    dataset_name = "mosi"
+
+
+class MOSEIDataModule(NamedDataModule):
+    """CMU-MOSEI: scores in [-3, 3], its own column order."""
+
+    dataset_name = "mosei"
+
+
+class DemoDataModule(NamedDataModule):
+    """The synthetic SIMS-like demo set, generated on first use (``prepare_data``)."""
+
+    dataset_name = "demo"
+    flavour = "sims"
+
+    def __init__(self, root: str | Path | None = None, *, n_clips: int = 300, data_seed: int = 0, **kwargs):
+        self.n_clips, self.data_seed = n_clips, data_seed
+        super().__init__(root, **kwargs)
+
+    def default_root(self) -> Path:
+        return _default_cache_root() / "data" / self.dataset_name
+
+    def prepare_data(self) -> None:
+        from msa.data import synthetic
+
+        synthetic.ensure(self.root, flavour=self.flavour, n_clips=self.n_clips, seed=self.data_seed)
+
+
+class DemoMOSIDataModule(DemoDataModule):
+    """The synthetic MOSI-like demo set (scores in [-3, 3]) for cross-dataset runs."""
+
+    dataset_name = "demo_mosi"
+    flavour = "mosi"
+
+
+DATAMODULES: dict[str, type[NamedDataModule]] = {
+    cls.dataset_name: cls
+    for cls in (SIMSDataModule, SIMSv2DataModule, MOSIDataModule, MOSEIDataModule, DemoDataModule, DemoMOSIDataModule)
+}
+
+
+def build_datamodule(name: str, root: str | Path | None = None, **kwargs) -> MSADataModule:
+    """The data module registered for ``name`` (sims, simsv2, mosi, mosei, demo, demo_mosi)."""
+    if name not in DATAMODULES:
+        raise ValueError(f"no data module for {name!r}; known: {', '.join(sorted(DATAMODULES))}")
+    return DATAMODULES[name](root, **kwargs)
+
+
+class SkipCounter(L.Callback):
+    """Sums ``batch["skipped"]`` per epoch; logs ``data/skipped`` (train), ``data/skipped_val`` and
+    ``data/skipped_test``, prints a line when clips were skipped, and feeds the data module's
+    :class:`SkipReport` (``trainer.datamodule.skip_report``) when there is one."""
+
+    KEYS = {"train": "data/skipped", "valid": "data/skipped_val", "test": "data/skipped_test",
+            "predict": "data/skipped_predict"}
+
+    def __init__(self):
+        self.epoch: collections.Counter = collections.Counter()  # split -> skipped this epoch
+        self.total: collections.Counter = collections.Counter()
+
+    def _count(self, trainer, split: str, batch) -> None:
+        skipped = batch.get("skipped", []) if isinstance(batch, Mapping) else []
+        if not skipped:
+            return
+        report = getattr(getattr(trainer, "datamodule", None), "skip_report", None)
+        if isinstance(report, SkipReport):
+            report.add(split, skipped)
+        self.epoch[split] += len(skipped)
+        self.total[split] += len(skipped)
+
+    def _end(self, pl_module, split: str, log_it: bool = True) -> None:
+        n = self.epoch.pop(split, 0)
+        if log_it:
+            pl_module.log(self.KEYS[split], float(n), on_step=False, on_epoch=True, sync_dist=True)
+        if n:
+            rank_zero_info(f"{self.KEYS[split]}: {n} clips skipped this epoch ({self.total[split]} in all)")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._count(trainer, "train", batch)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._count(trainer, "valid", batch)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._count(trainer, "test", batch)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._count(trainer, "predict", batch)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._end(pl_module, "train")
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self._end(pl_module, "valid", log_it=not trainer.sanity_checking)
+
+    def on_test_epoch_end(self, trainer, pl_module):
+        self._end(pl_module, "test")
+
+    def on_predict_epoch_end(self, trainer, pl_module):
+        self._end(pl_module, "predict", log_it=False)  # Lightning does not log in predict
+
+
+__all__ = ["DATAMODULES", "MSADataModule", "SkipCounter", "SkipReport", "build_datamodule"]

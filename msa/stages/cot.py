@@ -1,0 +1,415 @@
+"""Stage ``cot``: teacher chains of thought in the DC format, filtered, with the true score (paper §III-A).
+
+    python train.py stage=cot teacher=rule data=demo                     # offline, from the unimodal labels
+    python train.py stage=cot teacher=hf teacher.path=/ckpt/Qwen2.5-Omni-7B data=sims data.root=/data/SIMS
+    python train.py stage=cot teacher=tiny data=demo cot.limit=24        # the random tiny model: mostly dropped
+
+For each clip of ``cot.split`` the teacher writes ``cot.num_samples`` DC answers; each is parsed strictly
+and filtered (:mod:`msa.cot_filters`: format, polarity consistency, plausibility, then the optional judge
+on the best survivor). The best sample of a clip is the one that passes the most filters, then the one
+whose score is closest to the true label. A kept clip's answer is rebuilt with the true polarity and the
+true score at the dataset's precision (§III-A: "replace the generated score with the real score label").
+
+Outputs, next to ``cot.output`` (the link to ``sft.cot``):
+
+* ``cot.jsonl`` -- one record per kept clip: id, dataset, split, transcript, modalities (the prompt
+  fields), label, polarity, score, reasoning, answer (the SFT target), the teacher's raw output, score
+  and polarity, every filter verdict;
+* ``rejected.jsonl`` -- the same for dropped clips, with ``reason`` (the first failing filter);
+* ``summary.json`` -- kept / dropped per reason, filter failures, parse failures, throughput;
+* ``cot_settings.json`` -- what the records depend on; a restart with other settings is refused.
+
+Resumable: records are appended and fsynced batch by batch (:mod:`msa.jsonl`); a restart with the same
+output skips every id already in either file, and a line torn by a crash is truncated first, so a crash
+loses at most the batch in flight and nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from msa.cot_filters import FILTERS, SKIPPED, Verdict, evaluate, first_failure, judge_verdict
+from msa.dc import format_answer, format_score, parse_completion, polarity_of
+from msa.dc.parser import Parsed
+from msa.jsonl import JsonlWriter, done_ids, iter_jsonl
+
+log = logging.getLogger(__name__)
+
+REJECTED = "rejected.jsonl"
+SUMMARY = "summary.json"
+SETTINGS = "cot_settings.json"
+# Settings that change what a record says: resuming with other values would mix two CoT sets.
+_DATA_KEYS = ("name", "root", "n_clips", "modalities", "fps", "max_frames", "max_audio_seconds")
+_COT_KEYS = ("split", "num_samples", "temperature", "top_p", "max_new_tokens", "filters", "min_reasoning_chars",
+             "max_reasoning_chars", "judge")
+
+
+# ----------------------------------------------------------------------------------------------
+# One clip: assess the samples, pick the best, build the record
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Candidate:
+    index: int  # which of the clip's samples
+    text: str
+    parsed: Parsed
+    verdicts: dict[str, Verdict]
+
+    @property
+    def failure(self) -> Verdict | None:
+        return first_failure(self.verdicts)
+
+    def rank(self, label: float) -> tuple:
+        """Sort key: more filters passed first, then the score closest to the label, then the first."""
+        fail = self.failure
+        passed = len(FILTERS) if fail is None else FILTERS.index(fail.reason.split(":")[0])
+        dist = abs(self.parsed.score - label) if self.parsed.score is not None else math.inf
+        return (-passed, dist, self.index)
+
+
+def assess(texts: Sequence[str], *, label: float, dataset: str, modalities: Sequence[str],
+           filters: Mapping[str, Any], min_chars: int, max_chars: int) -> list[Candidate]:
+    """Parse and filter (format, polarity, plausibility) each sample of one clip; best first."""
+    true_pol = polarity_of(label, dataset)
+    cands = []
+    for i, text in enumerate(texts):
+        parsed = parse_completion(text, dataset)
+        verdicts = evaluate(parsed, true_polarity=true_pol, dataset=dataset, modalities=modalities,
+                            polarity=bool(filters.get("polarity", True)),
+                            plausibility=bool(filters.get("plausibility", True)), min_chars=min_chars,
+                            max_chars=max_chars)
+        cands.append(Candidate(i, text, parsed, verdicts))
+    return sorted(cands, key=lambda c: c.rank(label))
+
+
+def build_record(*, clip_id: str, dataset: str, split: str, transcript: str, modalities: Sequence[str],
+                 label: float, teacher: str, cands: Sequence[Candidate], judge: Verdict | None = None,
+                 judge_raw: str | None = None) -> dict:
+    """The JSONL record of one clip from its ranked candidates (``cands[0]`` is the one kept or shown).
+
+    ``judge`` is the judge's verdict on ``cands[0]`` (None: the judge is off). The answer uses the true
+    polarity and the true score written at the dataset's precision; if that rounding moves the score
+    across the neutral band's edge the clip is dropped (``label:precision``), since its tag and score
+    would disagree.
+    """
+    best = cands[0]
+    true_pol = polarity_of(label, dataset)
+    score_text = format_score(label, dataset)
+    verdicts = dict(best.verdicts)
+    verdicts["judge"] = judge if judge is not None else SKIPPED
+    fail = first_failure(verdicts)
+    reason, detail = (fail.reason, fail.detail) if fail else (None, None)
+    if fail is None and polarity_of(float(score_text), dataset) != true_pol:
+        reason, detail = "label:precision", f"label {label!r} written as {score_text} is not {true_pol}"
+    kept = reason is None
+    p = best.parsed
+    return {
+        "id": clip_id, "dataset": dataset, "split": split, "transcript": transcript, "modalities": list(modalities),
+        "label": float(label), "polarity": true_pol, "score": float(score_text),
+        "reasoning": p.reasoning,
+        "answer": format_answer(true_pol, p.reasoning, label, dataset) if kept else None,
+        "kept": kept, "reason": reason, "detail": detail,
+        "teacher": teacher, "raw": best.text, "teacher_polarity": p.polarity, "teacher_score": p.raw_score,
+        "sample": best.index, "num_samples": len(cands),
+        "sample_reasons": [None if c.failure is None else c.failure.reason for c in sorted(cands, key=lambda c: c.index)],
+        "filters": {k: v.to_dict() for k, v in verdicts.items()},
+        "judge_raw": judge_raw,
+    }
+
+
+def skipped_record(clip_id: str, reason: str, *, dataset: str, split: str, teacher: str) -> dict:
+    """A clip whose media could not be read (``data.on_error=skip``): dropped as ``media:<kind>``."""
+    kind = reason.split(":", 1)[0] if ":" in reason else "error"
+    return {"id": clip_id, "dataset": dataset, "split": split, "kept": False, "reason": f"media:{kind}",
+            "detail": reason, "teacher": teacher, "raw": None, "sample_reasons": [], "filters": {}}
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings, clips and batches
+# ----------------------------------------------------------------------------------------------
+
+def settings(cfg) -> dict:
+    """What the records depend on (teacher, data, filters, sampling); compared on restart."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
+    teacher.pop("cache_dir", None)  # where the tiny model is cached does not change it
+    cot = OmegaConf.to_container(cfg.cot, resolve=True)
+    keys = _COT_KEYS
+    if teacher.get("kind") == "rule":  # sampling settings do not reach the rule teacher
+        keys = tuple(k for k in keys if k not in ("temperature", "top_p", "max_new_tokens"))
+    return {"data": {k: data.get(k) for k in _DATA_KEYS}, "teacher": teacher, "cot": {k: cot.get(k) for k in keys}}
+
+
+def check_settings(path: Path, current: dict, output: Path) -> None:
+    """Write ``current`` on the first run; on a restart refuse settings that differ from the first run's."""
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
+        tmp.replace(path)
+        return
+    before = json.loads(path.read_text())
+    diffs = [f"{group}.{k}: {before.get(group, {}).get(k)!r} -> {v!r}" for group, vals in current.items()
+             for k, v in vals.items() if before.get(group, {}).get(k) != v]
+    if diffs:
+        raise ValueError(f"cot.output={output}: this directory holds a CoT run with other settings "
+                         f"({'; '.join(diffs[:5])}). Resuming would mix two CoT sets: point cot.output at a new "
+                         f"directory, or delete {output.name}, {REJECTED} and {SETTINGS} there to start over.")
+
+
+def _datamodule(cfg, processor=None, use_audio_in_video: bool = True, **over):
+    """The data module of ``data`` (the teacher's processor attached, if it has one)."""
+    from types import SimpleNamespace
+
+    from msa.stages.common import build_datamodule
+
+    owner = SimpleNamespace(processor=processor, use_audio_in_video=use_audio_in_video)
+    return build_datamodule(cfg, owner, **over)
+
+
+def _rows_batch(frame) -> dict:
+    """A metadata batch (the collator's keys, plus paths) from label-table rows; no media."""
+    return {"ids": list(frame["id"]), "datasets": [frame.attrs.get("dataset")] * len(frame),
+            "transcripts": [str(t) for t in frame["text"]], "paths": list(frame["path"]),
+            **{k: [float(x) for x in frame[k]] for k in ("label", "label_T", "label_A", "label_V")},
+            "skipped": []}
+
+
+def _chunks(frame, size: int) -> Iterator:
+    for start in range(0, len(frame), size):
+        part = frame.iloc[start:start + size]
+        part.attrs.update(frame.attrs)
+        yield part
+
+
+def _media_loader(dm, frame, batch_size: int, collate):
+    from torch.utils.data import DataLoader
+
+    from msa.data.dataset import MSADataset
+
+    ds = MSADataset(frame, dm.name, dm.cache, modalities=dm.modalities, on_error=dm.on_error,
+                    allow_missing_audio=dm.allow_missing_audio)
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=dm.num_workers, collate_fn=collate)
+
+
+class Judge:
+    """The optional judge pass: a local model answers yes/no about each surviving chain, with the clip."""
+
+    def __init__(self, backend, frame, *, dm=None, modalities: Sequence[str]):
+        self.backend, self.modalities = backend, tuple(modalities)
+        self.rows = frame.set_index("id", drop=False)
+        self.rows.attrs.update(frame.attrs)
+        self.dm = dm
+        if getattr(backend, "needs_processor", False):
+            from msa.teachers import judge_collator
+
+            self.collator = judge_collator(backend.processor, modalities=dm.modalities,
+                                           use_audio_in_video=backend.use_audio_in_video)
+
+    def __call__(self, chains: Mapping[str, tuple[str, str]]) -> dict[str, str | None]:
+        """id -> the judge's raw answer (None: the clip's media could not be read)."""
+        if not chains:
+            return {}
+        frame = self.rows.loc[list(chains)].reset_index(drop=True)
+        frame.attrs.update(self.rows.attrs)
+        if not getattr(self.backend, "needs_processor", False):
+            texts = self.backend.judge(_rows_batch(frame), chains)
+            return dict(zip(frame["id"], texts))
+        self.collator.chains = dict(chains)
+        out: dict[str, str | None] = {i: None for i in chains}
+        for batch in _media_loader(self.dm, frame, len(frame), self.collator):
+            out.update(zip(batch["ids"], self.backend.judge(batch)))
+        return out
+
+
+def _same_model(a: Mapping, b: Mapping) -> bool:
+    return all(a.get(k) == b.get(k) for k in ("kind", "path", "tiny_size"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Summary
+# ----------------------------------------------------------------------------------------------
+
+def summarize(kept_path: Path, rejected_path: Path, *, total: int) -> dict:
+    """Counts over both files (so they are right after any number of restarts)."""
+    kept = dropped = samples = sample_fail_format = 0
+    by_reason: Counter = Counter()
+    failures: Counter = Counter()
+    seen: Counter = Counter()
+    for path in (kept_path, rejected_path):
+        for rec in iter_jsonl(path):
+            seen[rec["id"]] += 1
+            if rec.get("kept"):
+                kept += 1
+            else:
+                dropped += 1
+                by_reason[rec.get("reason")] += 1
+            # Distinct reasons per clip: a malformed answer fails every later filter with "format" too.
+            failures.update({v.get("reason") for v in (rec.get("filters") or {}).values() if not v.get("ok", True)})
+            reasons = rec.get("sample_reasons") or []
+            samples += len(reasons)
+            sample_fail_format += sum(r == "format" for r in reasons)
+    done = kept + dropped
+    top = ", ".join(f"{r} {n}" for r, n in by_reason.most_common())
+    return {
+        "message": f"kept {kept} of {done} clips ({100 * kept / done if done else 0:.0f}%)"
+                   + (f"; dropped: {top}" if top else ""),
+        "clips": total, "done": done, "kept": kept, "dropped": dropped,
+        "kept_rate": kept / done if done else 0.0,
+        "dropped_by_reason": dict(sorted(by_reason.items())),
+        "filter_failures": dict(sorted(failures.items())),
+        "parse_failures": by_reason.get("format", 0),
+        "samples": samples, "sample_parse_failures": sample_fail_format,
+        "judge_unparsed": failures.get("judge:unparsed", 0),
+        "duplicates": sum(n - 1 for n in seen.values() if n > 1),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# The stage
+# ----------------------------------------------------------------------------------------------
+
+def run(ctx) -> dict:
+    from tqdm.auto import tqdm
+
+    from msa.data.dataset import normalise_modalities
+    from msa.data.labels import read_labels, split as split_rows
+    from msa.teachers import build_teacher
+
+    cfg, c = ctx.cfg, ctx.cfg.cot
+    dataset, split = cfg.data.name, c.split
+    modalities = normalise_modalities(OmegaConf.to_container(cfg.data.modalities, resolve=True))
+    out = Path(c.output)
+    out_dir = out.parent
+    rejected_path = out_dir / REJECTED
+    out_dir.mkdir(parents=True, exist_ok=True)
+    filters = OmegaConf.to_container(c.filters, resolve=True)
+    if filters.get("judge") and not c.get("judge"):
+        raise ValueError("cot.filters.judge=true needs a judge model: cot.judge={kind: hf, path: /ckpt} "
+                         "(a teacher-style node)")
+    check_settings(out_dir / SETTINGS, settings(cfg), out)
+
+    t_load = time.perf_counter()
+    teacher_node = OmegaConf.to_container(cfg.teacher, resolve=True)
+    teacher = build_teacher(teacher_node, dataset=dataset, modalities=modalities, num_samples=int(c.num_samples),
+                            temperature=float(c.temperature), top_p=float(c.top_p),
+                            max_new_tokens=int(c.max_new_tokens), seed=int(cfg.seed),
+                            media=OmegaConf.to_container(cfg.data, resolve=True))
+    dm = _datamodule(cfg, processor=getattr(teacher, "processor", None) if teacher.needs_processor else None,
+                     use_audio_in_video=bool(getattr(teacher, "use_audio_in_video", True)), predict_split=split)
+    dm.prepare_data()  # generates the demo set on first use
+    if teacher.needs_processor:
+        dm.setup("predict")
+        frame = dm.frames[split]
+    else:
+        frame = split_rows(read_labels(dm.root, dataset), split)
+        if cfg.data.get("limit"):
+            frame = frame.head(int(cfg.data.limit))
+    if c.get("limit"):
+        frame = frame.head(int(c.limit))
+    frame.attrs["dataset"] = dataset
+
+    judge = None
+    if filters.get("judge"):
+        jnode = OmegaConf.to_container(c.judge, resolve=True)
+        if _same_model(jnode, teacher_node) and hasattr(teacher, "judge"):
+            backend = teacher  # one copy of the weights
+        else:
+            backend = build_teacher(jnode, dataset=dataset, modalities=modalities, temperature=0.0, seed=int(cfg.seed),
+                                    media=OmegaConf.to_container(cfg.data, resolve=True))
+            if not hasattr(backend, "judge"):
+                raise ValueError(f"cot.judge.kind={jnode.get('kind')!r} cannot judge; use hf or vllm")
+        jdm = dm
+        if getattr(backend, "needs_processor", False) and backend is not teacher:
+            jdm = _datamodule(cfg, processor=backend.processor, use_audio_in_video=backend.use_audio_in_video)
+            jdm.setup("predict")
+        elif getattr(backend, "needs_processor", False) and not teacher.needs_processor:
+            dm.attach_processor(backend.processor)
+            dm.setup("predict")
+        judge = Judge(backend, frame, dm=jdm, modalities=modalities)
+    load_s = time.perf_counter() - t_load
+
+    with JsonlWriter(out) as kept_w, JsonlWriter(rejected_path) as rej_w:
+        done = done_ids(out, rejected_path)  # read after the writers hold the lock and repaired any torn tail
+        pending = frame[~frame["id"].isin(done)].reset_index(drop=True)
+        pending.attrs.update(frame.attrs)
+        n_before = len(frame) - len(pending)
+        if n_before:
+            log.info("cot: resuming, %d of %d clips already done (%s)", n_before, len(frame), out)
+        if kept_w.repaired or rej_w.repaired:
+            log.warning("cot: truncated a torn last line (%d + %d bytes) left by an interrupted run",
+                        kept_w.repaired, rej_w.repaired)
+        bs = int(c.batch_size)
+        batches = (_media_loader(dm, pending, bs, dm.collator()) if teacher.needs_processor
+                   else map(_rows_batch, _chunks(pending, bs)))
+        t0, n_run, n_kept = time.perf_counter(), 0, 0
+        with tqdm(total=len(frame), initial=n_before, unit="clip", desc=f"cot {dataset}", dynamic_ncols=True) as bar:
+            for batch in batches:
+                records = process_batch(batch, teacher, judge, dataset=dataset, split=split, modalities=modalities,
+                                        filters=filters, min_chars=int(c.min_reasoning_chars),
+                                        max_chars=int(c.max_reasoning_chars))
+                kept_w.write_many(r for r in records if r["kept"])
+                rej_w.write_many(r for r in records if not r["kept"])
+                n_run += len(records)
+                n_kept += sum(r["kept"] for r in records)
+                bar.update(len(records))
+                bar.set_postfix(kept=n_kept, dropped=n_run - n_kept)
+        seconds = time.perf_counter() - t0
+
+    summary = summarize(out, rejected_path, total=len(frame))
+    summary.update(teacher=teacher.name, dataset=dataset, split=split, output=str(out), rejected=str(rejected_path),
+                   filters=filters, this_run={"clips": n_run, "resumed_after": n_before, "seconds": round(seconds, 3),
+                                              "clips_per_s": round(n_run / seconds, 3) if seconds > 0 else None,
+                                              "load_seconds": round(load_s, 3)})
+    tmp = out_dir / (SUMMARY + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(out_dir / SUMMARY)
+    log.info("cot: %s -> %s", summary["message"], out)
+    if summary["kept"] == 0:
+        log.warning("cot: no clip survived the filters; the sft stage will have nothing to train on")
+    ctx.artefacts["cot"] = str(out)
+    ctx.record("cot", summary)
+    return summary
+
+
+def process_batch(batch: Mapping[str, Any], teacher, judge, *, dataset: str, split: str, modalities: Sequence[str],
+                  filters: Mapping[str, Any], min_chars: int, max_chars: int) -> list[dict]:
+    """Teacher samples -> filters -> best sample -> judge -> one record per clip (skipped clips too)."""
+    records = [skipped_record(i, r, dataset=dataset, split=split, teacher=teacher.name)
+               for i, r in batch.get("skipped", [])]
+    ids = list(batch["ids"])
+    if not ids:
+        return records
+    samples = teacher.generate(batch)
+    if len(samples) != len(ids):
+        raise RuntimeError(f"teacher {teacher.name} returned {len(samples)} sample lists for {len(ids)} clips")
+    labels = [float(x) for x in batch["label"]]
+    ranked = [assess(s, label=y, dataset=dataset, modalities=modalities, filters=filters, min_chars=min_chars,
+                     max_chars=max_chars) for s, y in zip(samples, labels)]
+    judged: dict[str, str | None] = {}
+    if judge is not None:
+        survivors = {i: (cands[0].parsed.polarity, cands[0].parsed.reasoning) for i, cands in zip(ids, ranked)
+                     if cands[0].failure is None}
+        judged = judge(survivors)
+    for i, (clip_id, cands, y) in enumerate(zip(ids, ranked, labels)):
+        verdict, raw = None, None
+        if judge is not None:
+            if clip_id in judged:
+                raw = judged[clip_id]
+                verdict = (judge_verdict(raw) if raw is not None
+                           else Verdict(ok=False, reason="judge:media", detail="the judge could not read the clip"))
+            else:  # dropped by an earlier filter: not judged
+                verdict = SKIPPED
+        records.append(build_record(clip_id=clip_id, dataset=dataset, split=split,
+                                    transcript=batch["transcripts"][i], modalities=modalities, label=y,
+                                    teacher=teacher.name, cands=cands, judge=verdict, judge_raw=raw))
+    return records
