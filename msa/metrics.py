@@ -42,6 +42,7 @@ SIMS_KEYS = ("acc5", "acc3", "acc2", "f1", "acc2_weak", "r2", "mae", "corr")
 _SIMS_EDGES = {2: (0.0,), 3: (-0.1, 0.1), 5: (-0.7, -0.1, 0.1, 0.7)}
 _KEEP_DTYPES = (np.float16, np.float32, np.float64)
 _THREE_DECIMALS = {"mae", "corr", "r2"}
+_RAW = {"clips_per_s"}  # throughput, not a fraction: printed as is
 
 
 def metric_keys(dataset: str) -> list[str]:
@@ -168,6 +169,8 @@ def _cell(key: str, value: Any) -> str:
     value = float(value)
     if math.isnan(value):
         return "nan"
+    if key in _RAW:
+        return f"{value:.1f}"
     return f"{value:.3f}" if key in _THREE_DECIMALS else f"{100 * value:.2f}"
 
 

@@ -150,20 +150,24 @@ def settings(cfg) -> dict:
     return {"data": {k: data.get(k) for k in _DATA_KEYS}, "teacher": teacher, "cot": {k: cot.get(k) for k in keys}}
 
 
-def check_settings(path: Path, current: dict, output: Path) -> None:
-    """Write ``current`` on the first run; on a restart refuse settings that differ from the first run's."""
-    if not path.exists():
+def check_settings(path: Path, current: dict, output: Path, *, has_records: bool, write: bool = True) -> None:
+    """Refuse a restart whose settings differ from those the existing records were written with;
+    otherwise (and with ``write``) record ``current``. Without records there is nothing to mix, so a
+    first run that failed (a wrong teacher path, say) does not lock its settings in."""
+    if has_records and path.exists():
+        before = json.loads(path.read_text())
+        diffs = [f"{group}.{k}: {before.get(group, {}).get(k)!r} -> {v!r}" for group, vals in current.items()
+                 for k, v in vals.items() if before.get(group, {}).get(k) != v]
+        if diffs:
+            raise ValueError(f"cot.output={output}: this directory holds a CoT run with other settings "
+                             f"({'; '.join(diffs[:5])}). Resuming would mix two CoT sets: point cot.output at a "
+                             f"new directory, or delete {output.name}, {REJECTED} and {SETTINGS} there to start "
+                             "over.")
+        return
+    if write:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
         tmp.replace(path)
-        return
-    before = json.loads(path.read_text())
-    diffs = [f"{group}.{k}: {before.get(group, {}).get(k)!r} -> {v!r}" for group, vals in current.items()
-             for k, v in vals.items() if before.get(group, {}).get(k) != v]
-    if diffs:
-        raise ValueError(f"cot.output={output}: this directory holds a CoT run with other settings "
-                         f"({'; '.join(diffs[:5])}). Resuming would mix two CoT sets: point cot.output at a new "
-                         f"directory, or delete {output.name}, {REJECTED} and {SETTINGS} there to start over.")
 
 
 def _datamodule(cfg, processor=None, use_audio_in_video: bool = True, **over):
@@ -235,6 +239,46 @@ def _same_model(a: Mapping, b: Mapping) -> bool:
     return all(a.get(k) == b.get(k) for k in ("kind", "path", "tiny_size"))
 
 
+def _clips(cfg, teacher, split: str):
+    """The data module and the label rows of the clips to write chains for (``data.limit``, ``cot.limit``)."""
+    from msa.data.labels import read_labels, split as split_rows
+
+    dataset = cfg.data.name
+    dm = _datamodule(cfg, processor=teacher.processor if teacher.needs_processor else None,
+                     use_audio_in_video=bool(getattr(teacher, "use_audio_in_video", True)), predict_split=split)
+    dm.prepare_data()  # generates the demo set on first use
+    if teacher.needs_processor:
+        dm.setup("predict")
+        frame = dm.frames[split]
+    else:  # the label table alone: no media decoded, no processor needed
+        frame = split_rows(read_labels(dm.root, dataset), split)
+        if cfg.data.get("limit"):
+            frame = frame.head(int(cfg.data.limit))
+    if cfg.cot.get("limit"):
+        frame = frame.head(int(cfg.cot.limit))
+    frame.attrs["dataset"] = dataset
+    return dm, frame
+
+
+def _build_judge(cfg, teacher, teacher_node: dict, dm, frame, modalities) -> Judge:
+    """The judge of ``cot.judge``; a judge on the teacher's own checkpoint reuses the loaded teacher."""
+    from msa.teachers import build_teacher
+
+    jnode = OmegaConf.to_container(cfg.cot.judge, resolve=True)
+    if _same_model(jnode, teacher_node) and hasattr(teacher, "judge"):
+        backend = teacher  # one copy of the weights
+    else:
+        backend = build_teacher(jnode, dataset=cfg.data.name, modalities=modalities, temperature=0.0,
+                                seed=int(cfg.seed), media=OmegaConf.to_container(cfg.data, resolve=True))
+        if not hasattr(backend, "judge"):
+            raise ValueError(f"cot.judge.kind={jnode.get('kind')!r} cannot judge; use hf or vllm")
+    jdm = dm  # the teacher's processor and media cache serve a judge on the same checkpoint
+    if getattr(backend, "needs_processor", False) and backend is not teacher:
+        jdm = _datamodule(cfg, processor=backend.processor, use_audio_in_video=backend.use_audio_in_video)
+        jdm.setup("predict")
+    return Judge(backend, frame, dm=jdm, modalities=modalities)
+
+
 # ----------------------------------------------------------------------------------------------
 # Summary
 # ----------------------------------------------------------------------------------------------
@@ -282,7 +326,6 @@ def run(ctx) -> dict:
     from tqdm.auto import tqdm
 
     from msa.data.dataset import normalise_modalities
-    from msa.data.labels import read_labels, split as split_rows
     from msa.teachers import build_teacher
 
     cfg, c = ctx.cfg, ctx.cfg.cot
@@ -296,7 +339,9 @@ def run(ctx) -> dict:
     if filters.get("judge") and not c.get("judge"):
         raise ValueError("cot.filters.judge=true needs a judge model: cot.judge={kind: hf, path: /ckpt} "
                          "(a teacher-style node)")
-    check_settings(out_dir / SETTINGS, settings(cfg), out)
+    current = settings(cfg)
+    # Fail before loading a model when the records on disk were written with other settings.
+    check_settings(out_dir / SETTINGS, current, out, has_records=bool(done_ids(out, rejected_path)), write=False)
 
     t_load = time.perf_counter()
     teacher_node = OmegaConf.to_container(cfg.teacher, resolve=True)
@@ -304,42 +349,13 @@ def run(ctx) -> dict:
                             temperature=float(c.temperature), top_p=float(c.top_p),
                             max_new_tokens=int(c.max_new_tokens), seed=int(cfg.seed),
                             media=OmegaConf.to_container(cfg.data, resolve=True))
-    dm = _datamodule(cfg, processor=getattr(teacher, "processor", None) if teacher.needs_processor else None,
-                     use_audio_in_video=bool(getattr(teacher, "use_audio_in_video", True)), predict_split=split)
-    dm.prepare_data()  # generates the demo set on first use
-    if teacher.needs_processor:
-        dm.setup("predict")
-        frame = dm.frames[split]
-    else:
-        frame = split_rows(read_labels(dm.root, dataset), split)
-        if cfg.data.get("limit"):
-            frame = frame.head(int(cfg.data.limit))
-    if c.get("limit"):
-        frame = frame.head(int(c.limit))
-    frame.attrs["dataset"] = dataset
-
-    judge = None
-    if filters.get("judge"):
-        jnode = OmegaConf.to_container(c.judge, resolve=True)
-        if _same_model(jnode, teacher_node) and hasattr(teacher, "judge"):
-            backend = teacher  # one copy of the weights
-        else:
-            backend = build_teacher(jnode, dataset=dataset, modalities=modalities, temperature=0.0, seed=int(cfg.seed),
-                                    media=OmegaConf.to_container(cfg.data, resolve=True))
-            if not hasattr(backend, "judge"):
-                raise ValueError(f"cot.judge.kind={jnode.get('kind')!r} cannot judge; use hf or vllm")
-        jdm = dm
-        if getattr(backend, "needs_processor", False) and backend is not teacher:
-            jdm = _datamodule(cfg, processor=backend.processor, use_audio_in_video=backend.use_audio_in_video)
-            jdm.setup("predict")
-        elif getattr(backend, "needs_processor", False) and not teacher.needs_processor:
-            dm.attach_processor(backend.processor)
-            dm.setup("predict")
-        judge = Judge(backend, frame, dm=jdm, modalities=modalities)
+    dm, frame = _clips(cfg, teacher, split)
+    judge = _build_judge(cfg, teacher, teacher_node, dm, frame, modalities) if filters.get("judge") else None
     load_s = time.perf_counter() - t_load
 
     with JsonlWriter(out) as kept_w, JsonlWriter(rejected_path) as rej_w:
         done = done_ids(out, rejected_path)  # read after the writers hold the lock and repaired any torn tail
+        check_settings(out_dir / SETTINGS, current, out, has_records=bool(done))
         pending = frame[~frame["id"].isin(done)].reset_index(drop=True)
         pending.attrs.update(frame.attrs)
         n_before = len(frame) - len(pending)

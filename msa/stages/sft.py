@@ -15,7 +15,6 @@ for an exact ``ckpt_path=`` resume.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from msa.dc import format_answer, format_score
 from msa.evaluation import prediction_records, selection_score, summarize
 from msa.generation import generate_texts, model_inputs
+from msa.jsonl import iter_jsonl
 from msa.models import export_policy, trainable_parameters
 
 log = logging.getLogger(__name__)
@@ -37,18 +37,11 @@ def load_targets(cot_path: str | Path, dataset: str) -> dict[str, str]:
     if not path.exists():
         raise FileNotFoundError(f"sft.cot={path}: no CoT file (run stage=cot first, or point sft.cot at one)")
     targets = {}
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
-            if rec.get("dataset", dataset) != dataset:
-                continue
-            answer = rec.get("answer") or format_answer(rec["polarity"], rec["reasoning"], rec["score"], dataset)
-            targets[str(rec["id"])] = answer
+    for rec in iter_jsonl(path):  # skips a torn last line; names the line of a damaged one
+        if rec.get("dataset", dataset) != dataset:
+            continue
+        answer = rec.get("answer") or format_answer(rec["polarity"], rec["reasoning"], rec["score"], dataset)
+        targets[str(rec["id"])] = answer
     if not targets:
         raise ValueError(f"sft.cot={path}: no records for dataset {dataset!r}")
     return targets
