@@ -173,7 +173,8 @@ class GRPOModule(L.LightningModule):
         T = g.temperature
         keep_rows = keep.nonzero().squeeze(1).to(self.device)
         if keep_rows.numel() == 0:  # every group dropped (hard=false): nothing to learn from this batch
-            return dict(loss=0.0, kl=0.0, entropy=0.0, clip_low=0.0, clip_high=0.0, clip_region=0.0, skipped=1.0)
+            return dict(loss=0.0, kl=0.0, entropy=0.0, clip_low=0.0, clip_high=0.0, clip_region=0.0, skipped=1.0,
+                        rows=0)
         prompt_rows = keep_rows // G
         sub = type(s)(s.completion_ids[keep_rows.cpu()], s.completion_mask[keep_rows.cpu()],
                       s.prefill_mask[keep_rows.cpu()], s.clipped[keep_rows.cpu()], None)
@@ -205,7 +206,8 @@ class GRPOModule(L.LightningModule):
             self.clip_gradients(opt, gradient_clip_val=g.max_grad_norm, gradient_clip_algorithm="norm")
             opt.step()
         return dict(loss=loss.item(), kl=st.kl.item(), entropy=ent.item(), clip_low=st.clip_ratio_low.item(),
-                    clip_high=st.clip_ratio_high.item(), clip_region=st.clip_ratio_region.item(), skipped=0.0)
+                    clip_high=st.clip_ratio_high.item(), clip_region=st.clip_ratio_region.item(), skipped=0.0,
+                    rows=int(keep_rows.numel()))
 
     # ---------------------------------------------------------------- logging
     def _log_step(self, step, batch, s, totals, per_fn, adv, hinted, is_hard, reward_before, stats):
@@ -227,6 +229,7 @@ class GRPOModule(L.LightningModule):
             "hint/reward_before": reward_before,
             "hint/reward_after": totals.mean().item(),
             "skipped_step": stats["skipped"],
+            "loss_rows": stats["rows"],  # rollouts in the loss (hard=false removes dropped groups)
         }
         for name in REWARD_FUNCS:
             m[f"rewards/{name}/mean"] = sum(per_fn[name]) / n

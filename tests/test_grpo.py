@@ -1,0 +1,176 @@
+"""One GRPO step on the tiny model with a scripted sampler, so that every branch of the step
+(hard detection, hint regeneration, drop, keep) is exercised with rewards we can work out by hand.
+
+The scripted "policy" always answers prompt 0 with the wrong polarity (identical answers: zero
+reward std, zero advantages) and prompt 1 with the right polarity and scores 0.2/0.4/0.6/0.8.
+With the hint, prompt 0's group is regenerated with ``<polarity>positive</polarity>`` prefilled and
+scores 0.2/0.4/0.6/0.8 follow, so its advantages become non-zero.
+"""
+
+from __future__ import annotations
+
+import glob
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import msa.stages.grpo as grpo_mod
+from msa.data.datamodule import DemoDataModule
+from msa.dc import polarity_of
+from msa.models import load_policy
+from msa.rl.rollout import Samples, completion_mask
+
+G = 4
+
+
+def gcfg(**kw):
+    base = dict(num_generations=G, temperature=1.0, top_p=1.0, max_new_tokens=48, beta=0.1, epsilon=0.2,
+                epsilon_high=None, num_iterations=1, loss_type="grpo", scale_rewards="group",
+                reward_weights={"format": 1.0, "polarity": 1.0, "score": 1.0}, score_form="linear",
+                hard_rule="all_wrong", hard_threshold=None, lr=1e-2, weight_decay=0.0, warmup_steps=0,
+                max_grad_norm=1.0, max_steps=1, reuse_encoder_outputs=True, log_completions_every=1,
+                checkpoint_dir="unused")
+    base.update(kw)
+    return OmegaConf.create(base)
+
+
+def scripted_sampler(calls: list):
+    """Stands in for msa.rl.rollout.sample: deterministic answers that depend on the prompt and hint."""
+
+    def fake(model, thinker, tokenizer, batch, media, rows, *, group_size, prefills=None, **kw):
+        eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        calls.append({"rows": rows.tolist(), "prefills": prefills})
+        texts, pre_lens = [], []
+        for j, r in enumerate(rows.tolist()):
+            true = polarity_of(float(batch["label"][r]), "demo")
+            wrong = "negative" if true != "negative" else "positive"
+            for g in range(group_size):
+                if prefills is not None:
+                    pre = prefills[j]
+                    texts.append(pre + f"<think>hinted</think><score>{0.2 * (g + 1):.1f}</score>")
+                    pre_lens.append(len(tokenizer(pre, add_special_tokens=False)["input_ids"]))
+                elif r == 0:  # always wrong, always the same
+                    texts.append(f"<polarity>{wrong}</polarity><think>same</think><score>-0.5</score>")
+                    pre_lens.append(0)
+                else:  # right polarity, scores spread
+                    texts.append(f"<polarity>{true}</polarity><think>ok</think><score>{0.2 * (g + 1):.1f}</score>")
+                    pre_lens.append(0)
+        ids = [tokenizer(t, add_special_tokens=False)["input_ids"] + [eos] for t in texts]
+        width = max(len(i) for i in ids)
+        comp = torch.full((len(ids), width), tokenizer.pad_token_id)
+        pmask = torch.zeros_like(comp)
+        for i, row in enumerate(ids):
+            comp[i, : len(row)] = torch.tensor(row)
+            pmask[i, : pre_lens[i]] = 1
+        cmask, clipped = completion_mask(comp, eos)
+        return Samples(comp, cmask, pmask, clipped, texts)
+
+    return fake
+
+
+@pytest.fixture(scope="module")
+def demo(cache_dir, tiny_dir):
+    from transformers import AutoProcessor
+
+    dm = DemoDataModule(cache_dir / "data" / "demo_grpo", n_clips=24, batch_size=2, cache_dir=cache_dir / "media",
+                        shuffle=False, video_min_pixels=3136, video_max_pixels=8192)
+    dm.attach_processor(AutoProcessor.from_pretrained(tiny_dir))
+    dm.prepare_data()
+    dm.setup("fit")
+    # prompt 1 must have a non-neutral label (scores 0.2..0.8 must sit on its side); prompt 0 anything
+    frame = dm.frames["train"]
+    pos = frame[frame.label > 0.1].index[:1].tolist()
+    neg = frame[frame.label < -0.1].index[:1].tolist()
+    dm.frames["train"] = frame.loc[neg + pos].reset_index(drop=True)
+    from msa.data.dataset import MSADataset
+
+    dm.datasets["train"] = MSADataset(dm.frames["train"], "demo", dm.cache, modalities=dm.modalities)
+    return dm
+
+
+def run_step(cache_dir, demo, tmp_path, monkeypatch, *, hint=True, hard=True, **kw):
+    calls = []
+    monkeypatch.setattr(grpo_mod, "sample", scripted_sampler(calls))
+    torch.manual_seed(0)
+    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), dtype="float32", use_audio_in_video=True,
+                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
+    policy = load_policy(mcfg)
+    module = grpo_mod.GRPOModule(policy, gcfg(**kw), dataset="demo", hint=hint, hard=hard, out_dir=tmp_path)
+    before = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        limit_val_batches=0, accelerator="cpu")
+    trainer.fit(module, train_dataloaders=demo.train_dataloader())
+    files = sorted(glob.glob(str(tmp_path / "completions" / "*.parquet")))
+    table = pd.read_parquet(files[0]) if files else None
+    return module, policy, before, calls, table
+
+
+def test_hint_replaces_hard_group_and_creates_signal(cache_dir, demo, tmp_path, monkeypatch):
+    module, policy, before, calls, table = run_step(cache_dir, demo, tmp_path, monkeypatch, hint=True)
+    assert len(calls) == 2 and calls[1]["rows"] == [0]  # one batched regeneration, hard prompt only
+    assert module.history[-1]["loss_rows"] == 2 * G  # the hinted group replaced, not added
+    assert calls[1]["prefills"] == ["<polarity>negative</polarity>"]
+    h = module.history[-1]
+    assert h["hard/frac"] == 0.5 and h["hint/rate"] == 0.5
+    g0 = table[table.prompt_id == table.prompt_id.iloc[0]]
+    assert g0.hinted.all() and g0.completion.str.startswith("<polarity>negative</polarity>").all()
+    # hinted group: format 1, polarity 1, score 1 - |s - y| / 2 with distinct s -> distinct rewards
+    assert g0.advantage.abs().min() > 0.1
+    # prompt 1: right polarity, scores 0.2..0.8 -> non-zero advantages, not hinted
+    g1 = table[table.prompt_id != table.prompt_id.iloc[0]]
+    assert not g1.hinted.any() and g1.advantage.abs().min() > 0.1
+    # reward before the hint: group 0 earned 1 (format) each, group 1 2 + score; after: group 0 earns 2 + score
+    assert h["hint/reward_after"] > h["hint/reward_before"]
+
+
+def test_without_hint_hard_group_keeps_zero_advantages(cache_dir, demo, tmp_path, monkeypatch):
+    module, policy, before, calls, table = run_step(cache_dir, demo, tmp_path, monkeypatch, hint=False)
+    assert len(calls) == 1  # no regeneration
+    g0 = table[table.prompt_id == table.prompt_id.iloc[0]]
+    assert not g0.hinted.any()
+    assert (g0.advantage == 0).all()  # identical wrong answers: zero std, zero advantage
+    assert module.history[-1]["hard/frac"] == 0.5 and module.history[-1]["hint/rate"] == 0.0
+
+
+def test_hard_false_drops_hard_groups(cache_dir, demo, tmp_path, monkeypatch):
+    module, policy, before, calls, table = run_step(cache_dir, demo, tmp_path, monkeypatch, hint=True, hard=False)
+    assert len(calls) == 1  # dropped groups are not regenerated
+    assert module.history[-1]["skipped_step"] == 0.0  # prompt 1 still trains
+    assert module.history[-1]["loss_rows"] == G  # only prompt 1's group is in the loss
+
+
+def test_only_trainable_parameters_change(cache_dir, demo, tmp_path, monkeypatch):
+    module, policy, before, calls, table = run_step(cache_dir, demo, tmp_path, monkeypatch, hint=True)
+    changed = {n for n, p in policy.model.named_parameters() if not torch.equal(p, before[n])}
+    trainable = {n for n, p in policy.model.named_parameters() if p.requires_grad}
+    assert changed <= trainable
+    assert {n for n in trainable if "lora_B" in n} <= changed  # every adapter output matrix moved
+
+
+def test_prefill_tokens_get_zero_gradient(cache_dir, demo, monkeypatch):
+    """The loss mask built in the step zeroes the prefill: d loss / d logp there is exactly 0."""
+    from msa.rl.losses import grpo_loss
+
+    fake = scripted_sampler([])
+    tok = demo.processor.tokenizer
+    batch = next(iter(demo.train_dataloader()))
+    s = fake(None, None, tok, batch, None, torch.tensor([0]), group_size=G, prefills=["<polarity>negative</polarity>"])
+    loss_mask = (s.completion_mask * (1 - s.prefill_mask)).float()
+    logp = torch.randn(loss_mask.shape, requires_grad=True)
+    ref = torch.randn(loss_mask.shape)
+    loss, _ = grpo_loss(logp, logp.detach(), ref, torch.tensor([1.0, -1.0, 0.5, -0.5]), loss_mask, beta=0.1)
+    loss.backward()
+    assert s.prefill_mask.sum() > 0
+    assert torch.all(logp.grad[s.prefill_mask.bool()] == 0)
+    assert torch.all(logp.grad[loss_mask.bool()] != 0)
+
+
+def test_num_generations_below_two_is_refused(cache_dir):
+    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), use_audio_in_video=True,
+                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
+    with pytest.raises(ValueError, match="num_generations"):
+        grpo_mod.GRPOModule(load_policy(mcfg), gcfg(num_generations=1), dataset="demo", hint=True, hard=True,
+                            out_dir=".")
