@@ -140,11 +140,14 @@ def _quote(transcript: str | None, rng: random.Random) -> str:
     return f' ("{snippet}")'
 
 
-def cue_sentence(modality: str, x: float, dataset: str, rng: random.Random, transcript: str | None = None) -> str:
-    """One sentence about ``modality``'s cue, whose valence and strength follow its unimodal label."""
+def cue_sentence(modality: str, x: float, dataset: str, rng: random.Random, transcript: str | None = None,
+                 quote: bool = True) -> str:
+    """One sentence about ``modality``'s cue, whose valence and strength follow its unimodal label.
+
+    ``quote=False`` never quotes the transcript: shorter chains with nothing to copy (the CPU demo)."""
     s, k = _sign(x, dataset), strength(x, dataset)
     desc = rng.choice(_DESC[modality][s])
-    quote = _quote(transcript, rng) if modality == "text" else ""
+    quote = _quote(transcript, rng) if modality == "text" and quote else ""
     if s == 0:
         return rng.choice(_NEUTRAL_TEMPLATES[modality]).format(desc=desc, quote=quote, pitch=_PITCH[0])
     face = f", with {_FACE[s][k]}" if modality == "video" and rng.random() < 0.7 else ""
@@ -191,7 +194,8 @@ def conclusion_sentence(polarity: str, label: float, signs: Mapping[str, int], d
     return f"Overall the sentiment is {adv}{polarity}."
 
 
-def rule_chain(row: Mapping[str, Any], dataset: str, modalities: Sequence[str], rng: random.Random) -> str:
+def rule_chain(row: Mapping[str, Any], dataset: str, modalities: Sequence[str], rng: random.Random,
+               quote: bool = True) -> str:
     """A DC answer for one clip from its labels: cue sentences (text, audio, visual), a conclusion,
     the true score. ``row`` needs ``label``, ``label_T/A/V`` and ``transcript``.
 
@@ -211,7 +215,7 @@ def rule_chain(row: Mapping[str, Any], dataset: str, modalities: Sequence[str], 
                          "from the unimodal labels, which only CH-SIMS, CH-SIMS v2 and the demo sets have "
                          "(use a model teacher, teacher=hf teacher.path=..., for MOSI/MOSEI)")
     ordered = [m for m in MODALITIES if m in modalities]
-    sentences = [cue_sentence(m, float(unimodal[m]), dataset, rng, row.get("transcript")) for m in ordered]
+    sentences = [cue_sentence(m, float(unimodal[m]), dataset, rng, row.get("transcript"), quote) for m in ordered]
     signs = {m: _sign(float(unimodal[m]), dataset) for m in ordered}
     sentences.append(conclusion_sentence(polarity, label, signs, dataset, rng))
     return format_answer(polarity, " ".join(sentences), label, dataset)
@@ -223,8 +227,10 @@ class RuleTeacher:
 
     needs_processor = False
 
-    def __init__(self, dataset: str, modalities: Sequence[str], *, seed: int = 0, num_samples: int = 1):
+    def __init__(self, dataset: str, modalities: Sequence[str], *, seed: int = 0, num_samples: int = 1,
+                 quote_transcript: bool = True):
         get_spec(dataset)
+        self.quote_transcript = bool(quote_transcript)
         self.dataset, self.modalities = dataset, tuple(modalities)
         self.seed, self.num_samples = int(seed), int(num_samples)
         self.name = "rule"
@@ -234,7 +240,8 @@ class RuleTeacher:
         for i, clip_id in enumerate(batch["ids"]):
             row = {"id": clip_id, "transcript": batch["transcripts"][i], "label": _item(batch["label"][i]),
                    **{k: _item(batch[k][i]) for k in ("label_T", "label_A", "label_V")}}
-            out.append([rule_chain(row, self.dataset, self.modalities, random.Random(stable_seed(self.seed, clip_id, k)))
+            out.append([rule_chain(row, self.dataset, self.modalities, random.Random(stable_seed(self.seed, clip_id, k)),
+                                   quote=self.quote_transcript)
                         for k in range(self.num_samples)])
         return out
 
@@ -456,7 +463,8 @@ def build_teacher(node: Mapping[str, Any], *, dataset: str, modalities: Sequence
     (model, processor, use_audio_in_video) to reuse (a judge on the teacher's checkpoint)."""
     kind = node.get("kind")
     if kind == "rule":
-        return RuleTeacher(dataset, modalities, seed=int(node.get("seed", seed) or 0), num_samples=num_samples)
+        return RuleTeacher(dataset, modalities, seed=int(node.get("seed", seed) or 0), num_samples=num_samples,
+                           quote_transcript=bool(node.get("quote_transcript", True)))
     sampling = dict(num_samples=num_samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                     seed=seed)
     if kind == "hf":

@@ -101,3 +101,26 @@ def position_kwargs(batch: dict, rows: torch.Tensor | None = None, repeat: int =
                 raise ValueError(f"{key}: expected one entry per prompt ({n}), got {batch[key].shape[0]}")
             out[key] = batch[key][order]
     return out
+
+
+def select_media_rows(batch: dict, rows: torch.Tensor) -> dict:
+    """A batch restricted (and possibly repeated) to ``rows``, media tensors included.
+
+    ``pixel_values_videos`` concatenates every clip's patches (``prod(video_grid_thw[i])`` rows each),
+    so selecting prompts means slicing those runs; per-row tensors are indexed directly. Used when the
+    encoder outputs are *not* reused and each pass must see the raw media of its rows.
+    """
+    rows = rows.cpu()
+    out = {k: v for k, v in batch.items()}
+    for key in ("input_ids", "attention_mask", "input_features", "feature_attention_mask",
+                "video_grid_thw", "video_second_per_grid"):
+        if batch.get(key) is not None:
+            out[key] = batch[key][rows.to(batch[key].device)]
+    if batch.get("pixel_values_videos") is not None:
+        sizes = batch["video_grid_thw"].prod(-1).tolist()
+        starts = [0]
+        for n in sizes[:-1]:
+            starts.append(starts[-1] + n)
+        out["pixel_values_videos"] = torch.cat([batch["pixel_values_videos"][starts[r]: starts[r] + sizes[r]]
+                                                for r in rows.tolist()])
+    return out

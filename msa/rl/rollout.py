@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from msa.models.encode import MediaEmbeds, inputs_embeds, position_kwargs
+from msa.models.encode import MediaEmbeds, encode_media, inputs_embeds, position_kwargs, select_media_rows
 
 
 class Samples(NamedTuple):
@@ -64,11 +64,12 @@ def sample(model, thinker, tokenizer, batch: dict, media: MediaEmbeds | None, ro
             m = shift_for_prefill(m, ids.shape[1], [len(p) for p in pre_ids])
         emb = inputs_embeds(thinker, ids_g, m.repeat_interleave(group_size))
         out = model.generate(input_ids=ids_g, inputs_embeds=emb, **kwargs)
-    else:
-        media_inputs = {k: batch[k] for k in ("pixel_values_videos", "input_features") if batch.get(k) is not None}
-        if media_inputs:
-            raise ValueError("raw-media sampling needs per-row media tensors; use reuse_encoder_outputs=true")
-        out = model.generate(input_ids=ids_g, **kwargs)
+    else:  # no reuse: the towers run again on every rollout row (the baseline the benchmark compares to)
+        sub = select_media_rows(batch, rows.repeat_interleave(group_size))
+        m = encode_media(thinker, sub)
+        if pre_ids:
+            m = shift_for_prefill(m, ids.shape[1], [len(p) for p in pre_ids for _ in range(group_size)])
+        out = model.generate(input_ids=ids_g, inputs_embeds=inputs_embeds(thinker, ids_g, m), **kwargs)
     gen = out[:, ids_g.shape[1]:]  # [b*G, T]
     if pre_ids:
         pre = [p for p in pre_ids for _ in range(group_size)]
@@ -112,12 +113,22 @@ def completion_logits(model, thinker, batch: dict, media: MediaEmbeds | None, ro
     """
     ids = torch.cat([batch["input_ids"][rows], completion_ids], 1)  # [N, P+C]
     mask = torch.cat([batch["attention_mask"][rows], completion_mask.to(batch["attention_mask"].dtype)], 1)
-    emb = inputs_embeds(thinker, ids, media.select(rows) if media is not None else None)
+    if media is None:  # no reuse: run the towers on these rows' raw media (with grad if they train)
+        sub = select_media_rows(batch, rows)
+        media = encode_media_grad(thinker, sub)
+        emb = inputs_embeds(thinker, ids, media)
+    else:
+        emb = inputs_embeds(thinker, ids, media.select(rows))
     hidden = model_body(model)(input_ids=ids, inputs_embeds=emb, attention_mask=mask,
                                use_audio_in_video=use_audio_in_video,
                                **position_kwargs(batch, rows=rows)).last_hidden_state  # [N, P+C, H]
     p, c = batch["input_ids"].shape[1], completion_ids.shape[1]
     return thinker.lm_head(hidden[:, p - 1: p - 1 + c])  # position t predicts token t+1
+
+
+def encode_media_grad(thinker, batch: dict) -> MediaEmbeds:
+    """:func:`encode_media` without its no_grad, so trained towers get gradients."""
+    return encode_media.__wrapped__(thinker, batch)
 
 
 def model_body(model):

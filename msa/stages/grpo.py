@@ -122,8 +122,8 @@ class GRPOModule(L.LightningModule):
     # ---------------------------------------------------------------- pieces of the step
     def _sample(self, batch, media, rows, prefills=None):
         g = self.g
-        return sample(self.model, self.policy.base, self.policy.tokenizer, batch, media, rows.cpu() if media is None
-                      else rows, group_size=g.num_generations, max_new_tokens=g.max_new_tokens,
+        return sample(self.model, self.policy.base, self.policy.tokenizer, batch, media, rows,
+                      group_size=g.num_generations, max_new_tokens=g.max_new_tokens,
                       temperature=g.temperature, top_p=g.top_p, use_audio_in_video=batch["use_audio_in_video"],
                       prefills=prefills)
 
