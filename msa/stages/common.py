@@ -38,7 +38,6 @@ def build_datamodule(cfg, policy, *, name: str | None = None, root: str | None =
     data_root = kw.pop("root")
     if name is not None and name != data_name:  # another dataset (cross-dataset eval): its own root
         data_name, data_root = name, root
-        kw.pop("n_clips", None)
     if not data_name.startswith("demo"):
         kw.pop("n_clips", None)
     dm = create(data_name, data_root, use_audio_in_video=policy.use_audio_in_video, **kw)

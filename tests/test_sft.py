@@ -1,0 +1,130 @@
+"""SFT on the tiny model: the loss covers the answer only, one batch of each answer mode changes the
+trainable weights and only those, and a mid-epoch checkpoint resumes with the same step count."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from msa.data.collate import MultimodalCollator
+from msa.data.datamodule import DemoDataModule
+from msa.models import load_policy
+from msa.stages.sft import SFTModule, load_targets, score_targets, warmup_cosine
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_dir):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_dir)
+
+
+def test_prompt_tokens_carry_no_loss(processor):
+    """Hand-built text-only example: every label before the answer is -100; the answer and <|im_end|> keep ids."""
+    answer = "<polarity>positive</polarity><think>warm words</think><score>0.6</score>"
+    sample = {"id": "v$_$1", "dataset": "demo", "transcript": "I like it", "label": 0.6, "label_T": 0.6,
+              "label_A": 0.6, "label_V": 0.6, "video": None, "audio": None}
+    collate = MultimodalCollator(processor, modalities=("text",), targets={"v$_$1": answer})
+    batch = collate([sample])
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    answer_ids = processor.tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    n = len(answer_ids)
+    # the answer is the tail of the sequence (maybe followed by the template's newline)
+    kept = labels[labels != -100].tolist()
+    assert kept[:n] == answer_ids
+    first = (labels != -100).nonzero()[0].item()
+    assert ids[first:first + n].tolist() == answer_ids
+    assert (labels[:first] == -100).all()
+    user_id = processor.tokenizer.convert_tokens_to_ids("user")
+    assert user_id not in kept
+
+
+def test_warmup_cosine_schedule():
+    # 10 steps, 2 warmup: 0.5, 1.0, then cosine from 1 to 0 over 8 steps
+    assert warmup_cosine(0, 10, 2) == 0.5 and warmup_cosine(1, 10, 2) == 1.0
+    assert warmup_cosine(2, 10, 2) == 1.0
+    assert abs(warmup_cosine(6, 10, 2) - 0.5) < 1e-12  # halfway
+    assert warmup_cosine(10, 10, 2) == 0.0
+
+
+def test_load_targets_reads_cot_records(tmp_path):
+    path = tmp_path / "cot.jsonl"
+    rec = {"id": "a", "dataset": "demo", "answer": "<polarity>neutral</polarity><think>x</think><score>0.0</score>"}
+    other = {"id": "b", "dataset": "mosi", "answer": "..."}
+    path.write_text(json.dumps(rec) + "\n" + json.dumps(other) + "\n" + '{"id": "c", "datas')  # torn tail
+    assert load_targets(path, "demo") == {"a": rec["answer"]}
+    with pytest.raises(FileNotFoundError, match="sft.cot"):
+        load_targets(tmp_path / "none.jsonl", "demo")
+
+
+@pytest.fixture(scope="module")
+def dm_factory(cache_dir, processor):
+    def make(answer, targets=None, batch_size=2):
+        dm = DemoDataModule(cache_dir / "data" / "demo_sft", n_clips=24, batch_size=batch_size,
+                            cache_dir=cache_dir / "media", shuffle=False, limit=4, answer=answer,
+                            targets=targets, video_min_pixels=3136, video_max_pixels=8192)
+        dm.attach_processor(processor)
+        dm.prepare_data()
+        return dm
+    return make
+
+
+def policy_for(cache_dir, lora=True):
+    torch.manual_seed(0)
+    return load_policy(OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), use_audio_in_video=True,
+                                             lora=dict(enabled=lora, r=4, alpha=8, dropout=0.0))))
+
+
+@pytest.mark.parametrize("answer", ["dc", "score"])
+def test_one_batch_changes_only_trainable_weights(cache_dir, dm_factory, answer):
+    from msa.data.labels import read_labels
+
+    dm = dm_factory(answer)
+    frame = read_labels(dm.root, "demo")
+    if answer == "score":
+        targets = score_targets(frame, "demo")
+    else:
+        targets = {r.id: f"<polarity>neutral</polarity><think>cue</think><score>{r.label:.1f}</score>"
+                   for r in frame.itertuples()}
+    dm.set_targets(targets)
+    policy = policy_for(cache_dir)
+    before = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
+    module = SFTModule(policy, dataset="demo", range_dataset="demo", answer=answer, lr=1e-2, weight_decay=0.0,
+                       warmup_ratio=0.0, val_max_new_tokens=8)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        limit_val_batches=0, accelerator="cpu")
+    trainer.fit(module, datamodule=dm)
+    changed = {n for n, p in policy.model.named_parameters() if not torch.equal(p, before[n])}
+    trainable = {n for n, p in policy.model.named_parameters() if p.requires_grad}
+    assert changed and changed <= trainable
+    assert {n for n in trainable if "lora_B" in n} <= changed
+
+
+@pytest.mark.slow
+def test_resume_mid_epoch_keeps_step_count(cache_dir, dm_factory, tmp_path):
+    """Stop after 1 of 2 steps (mid-epoch), resume from that checkpoint, finish at step 2 exactly."""
+    from msa.data.labels import read_labels
+
+    def fit(max_steps, ckpt_path=None):
+        dm = dm_factory("score", batch_size=2)
+        dm.set_targets(score_targets(read_labels(dm.root, "demo"), "demo"))
+        policy = policy_for(cache_dir)
+        module = SFTModule(policy, dataset="demo", range_dataset="demo", answer="score", lr=1e-3,
+                           weight_decay=0.0, warmup_ratio=0.0, val_max_new_tokens=4)
+        ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True, every_n_train_steps=1)
+        trainer = L.Trainer(max_steps=max_steps, logger=False, enable_progress_bar=False, limit_val_batches=0,
+                            accelerator="cpu", callbacks=[ckpt])
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        return trainer, module
+
+    t1, _ = fit(1)
+    assert t1.global_step == 1 and t1.fit_loop.epoch_loop.batch_progress.current.completed == 1
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert all(k.startswith("model.") and "lora_" in k for k in saved["state_dict"])  # adapter only
+    t2, m2 = fit(2, ckpt_path=str(tmp_path / "last.ckpt"))
+    assert t2.global_step == 2
+    assert t2.fit_loop.epoch_loop.batch_progress.total.completed == 2  # one more batch, not a fresh epoch

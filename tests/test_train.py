@@ -1,0 +1,94 @@
+"""The entry point: config validation on the command line, the eval stage's files, the whole
+pipeline on the tiny model, multirun sweeps and DDP (the last three are slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL = ["model=tiny", "data.limit=4", "data.n_clips=24", "eval.max_new_tokens=8", "sft.max_epochs=1",
+         "sft.val_max_new_tokens=8", "grpo.max_steps=2", "grpo.max_new_tokens=8", "grpo.log_completions_every=1",
+         "logger=none"]
+
+
+def run_cli(args, cache_dir, timeout=600):
+    env = dict(os.environ, MSA_CACHE=str(cache_dir), HF_HUB_OFFLINE="1", WANDB_MODE="offline")
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("arg,key", [("hint=maybe", "hint"), ("hnt=false", "hnt"), ("seed=abc", "seed"),
+                                     ("grpo.num_generations=1", "grpo.num_generations"),
+                                     ("data.on_error=ignore", "data.on_error")])
+def test_bad_values_fail_with_one_line_naming_the_key(arg, key, cache_dir):
+    r = run_cli([arg], cache_dir, timeout=120)
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {key}:"), r.stderr
+
+
+def test_hint_false_composes_to_a_real_bool(make_cfg):
+    cfg = make_cfg("stage=grpo", "hint=false")
+    assert cfg.hint is False and list(cfg.stage.run) == ["grpo"] and cfg.trainer.get("gradient_clip_val") is None
+
+
+def test_eval_stage_writes_predictions_and_metrics(make_cfg, tmp_path):
+    from train import train
+
+    cfg = make_cfg("stage=eval", *SMALL, "eval.datasets=[demo,demo_mosi]")
+    metrics = train(cfg)
+    out = Path(cfg.paths.output_dir)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert set(saved["eval"]) == {"demo", "demo_mosi"}
+    for ds, m in saved["eval"].items():
+        assert m["n"] in (3, 4) and 0.0 <= m["parse_fail_rate"] <= 1.0 and "mae" in m
+    assert "acc7" in saved["eval"]["demo_mosi"] and "acc2_weak" in saved["eval"]["demo"]
+    recs = [json.loads(x) for x in (out / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert len(recs) == sum(m["n"] for m in saved["eval"].values())
+    r = recs[0]
+    for k in ("id", "dataset", "label", "completion", "prediction", "parse_fail", "parsed_polarity",
+              "reward_format", "reward_polarity", "reward_score"):
+        assert k in r
+    # a random model fails to parse: prediction 0 (kept in N)
+    assert all(x["prediction"] == 0.0 for x in recs if x["parse_fail"])
+    assert metrics["eval"]["demo"]["n"] == saved["eval"]["demo"]["n"]
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end(make_cfg):
+    from train import train
+
+    cfg = make_cfg(*SMALL)
+    metrics = train(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert {"cot", "sft", "grpo", "grpo_train", "eval"} <= set(metrics)
+    assert (out / "cot" / "cot.jsonl").exists() and (out / "checkpoints" / "best" / "msa_policy.json").exists()
+    assert list((out / "grpo" / "completions").glob("*.parquet"))
+    assert set(metrics["grpo_train"]) >= {"reward_first_fifth", "reward_last_fifth", "hint_rate", "hard_frac"}
+
+
+@pytest.mark.slow
+def test_multirun_hint_sweep(cache_dir, tmp_path):
+    r = run_cli(["-m", "stage=grpo", "hint=true,false", *SMALL, f"hydra.sweep.dir={tmp_path}"], cache_dir,
+                timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert jobs == ["0_grpo", "1_grpo"], jobs
+    for j in jobs:
+        assert "grpo_train" in json.loads((tmp_path / j / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_grpo_ddp_two_cpu_processes(cache_dir, tmp_path):
+    r = run_cli(["stage=grpo", *SMALL, "trainer=ddp_cpu", "data.batch_size=1", f"hydra.run.dir={tmp_path}"],
+                cache_dir, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["grpo_train"]["steps"] == 2
