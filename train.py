@@ -29,7 +29,7 @@ def train(cfg: DictConfig) -> dict:
 
     from msa.config import validate
     from msa.metrics import format_table
-    from msa.runtime import RunContext, finish_wandb
+    from msa.runtime import RunContext, finish_wandb, is_rank_zero
     from msa.stages import run_stage
 
     validate(cfg)
@@ -43,6 +43,8 @@ def train(cfg: DictConfig) -> dict:
             log.info("stage %s -> %s", stage, ctx.output_dir)
             run_stage(stage, ctx)
             finish_wandb()  # one W&B run per stage (job_type = stage)
+            if not is_rank_zero():  # DDP workers stop after the training stage; rank 0 evaluates
+                return {}
     finally:
         finish_wandb()
     tables = {f"{stage}/{ds}": m for stage, per_ds in ctx.metrics.items() if stage in ("sft", "grpo", "eval")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,17 @@ class RunContext:
     def record(self, key: str, value: Any) -> None:
         """Add a stage's results to metrics.json (rewritten each time: a crash keeps finished stages)."""
         self.metrics[key] = value
+        if not is_rank_zero():  # DDP: one writer
+            return
         path = self.output_dir / "metrics.json"
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(_finite(self.metrics), indent=2, default=_jsonable, allow_nan=False))
         tmp.replace(path)
+
+
+def is_rank_zero() -> bool:
+    """True outside DDP and on global rank 0 (Lightning's launcher sets RANK/LOCAL_RANK for the others)."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
 def _finite(x):

@@ -303,6 +303,8 @@ def run(ctx) -> dict:
     trainer = build_trainer(ctx, "grpo", max_steps=cfg.grpo.max_steps, max_epochs=-1, monitor=None,
                             ckpt_dir=cfg.grpo.checkpoint_dir, limit_val_batches=0)
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    if not trainer.is_global_zero:  # DDP: rank 0 exports and evaluates
+        return {}
     export = Path(cfg.grpo.checkpoint_dir) / "final"
     export_policy(policy, export, extra={"stage": "grpo", "hint": cfg.hint, "hard": cfg.hard, "steps": trainer.global_step,
                                          "dataset": cfg.data.name, "range_dataset": cfg.data.name, "answer": "dc"})

@@ -152,6 +152,8 @@ def run(ctx) -> dict:
                             gradient_clip_val=cfg.sft.gradient_clip_val,
                             check_val_every_n_epoch=cfg.sft.val_every_n_epochs)
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    if not trainer.is_global_zero:  # DDP: rank 0 exports and evaluates
+        return {}
     best = Path(cfg.sft.checkpoint_dir) / "best"
     if not best.exists():  # no validation ran (e.g. fast_dev_run): export the last weights
         export_policy(policy, best, extra={"stage": "sft", "dataset": dataset, "answer": cfg.sft.answer})
