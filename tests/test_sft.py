@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 from msa.data.collate import MultimodalCollator
 from msa.data.datamodule import DemoDataModule
 from msa.models import load_policy
-from msa.stages.sft import SFTModule, load_targets, score_targets, warmup_cosine
+from msa.schedules import warmup_cosine
+from msa.stages.sft import SFTModule, load_targets, score_targets
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from msa.generation import append_prefill
 from msa.models.encode import MediaEmbeds, encode_media, inputs_embeds, position_kwargs, select_media_rows
 
 
@@ -43,16 +44,11 @@ def sample(model, thinker, tokenizer, batch: dict, media: MediaEmbeds | None, ro
     """
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     ids, mask = batch["input_ids"][rows], batch["attention_mask"][rows]  # [b, P]
-    pre_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prefills] if prefills else None
-    if pre_ids:
-        # Prompts are left-padded: append each prefill on the right and re-left-pad to a common length.
-        longest = max(len(p) for p in pre_ids)
-        new_ids, new_mask = [], []
-        for r, p in enumerate(pre_ids):
-            pad = longest - len(p)
-            new_ids.append(torch.cat([ids.new_full((pad,), tokenizer.pad_token_id), ids[r], ids.new_tensor(p)]))
-            new_mask.append(torch.cat([mask.new_zeros(pad), mask[r], mask.new_ones(len(p))]))
-        ids, mask = torch.stack(new_ids), torch.stack(new_mask)
+    pre_ids = None
+    if prefills:  # left-padded prompts + each row's prefill, re-left-padded to a common length
+        extended = append_prefill({"input_ids": ids, "attention_mask": mask}, tokenizer, prefills)
+        ids, mask = extended["input_ids"], extended["attention_mask"]
+        pre_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prefills]
     ids_g, mask_g = ids.repeat_interleave(group_size, 0), mask.repeat_interleave(group_size, 0)  # [b*G, P']
     kwargs = dict(attention_mask=mask_g, use_audio_in_video=use_audio_in_video, do_sample=True,
                   temperature=temperature, top_p=top_p, top_k=0, max_new_tokens=max_new_tokens,

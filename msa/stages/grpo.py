@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from pathlib import Path
 
 import lightning as L
@@ -53,6 +52,7 @@ from msa.rl.hard import find_hard, select_groups
 from msa.rl.losses import grpo_loss, token_entropy, token_logprobs
 from msa.rl.rewards import REWARD_FUNCS, total_reward
 from msa.rl.rollout import completion_logits, sample
+from msa.schedules import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class GRPOModule(L.LightningModule):
             h = self._sample(batch, media, hard_rows, prefills=prefills)
             h_totals, h_per, h_right = self._rewards(h.texts, [labels[i] for i in hard_rows.tolist()])
             s, totals, per_fn, right, hinted = self._replace(s, h, totals, h_totals, per_fn, h_per, right, h_right,
-                                                             hard_rows.cpu(), G)
+                                                             hard_rows.cpu(), G, tok.pad_token_id)
         # 5. advantages, normalised within each (possibly hinted) group
         adv = group_advantages(totals, G, scale=g.scale_rewards).to(self.device)  # [B*G]
         keep = (~drop).repeat_interleave(G)  # hard=false: dropped groups leave the loss entirely
@@ -136,12 +136,11 @@ class GRPOModule(L.LightningModule):
         return torch.tensor(totals, dtype=torch.float32), per_fn, right
 
     @staticmethod
-    def _replace(s, h, totals, h_totals, per_fn, h_per, right, h_right, hard_rows, G):
+    def _replace(s, h, totals, h_totals, per_fn, h_per, right, h_right, hard_rows, G, pad_id):
         """The hinted groups replace the sampled groups of the hard prompts (completions padded to one width)."""
         idx = (hard_rows.unsqueeze(1) * G + torch.arange(G)).reshape(-1)  # rows of the hard groups
         width = max(s.completion_ids.shape[1], h.completion_ids.shape[1])
         pad = lambda t, v: torch.nn.functional.pad(t, (0, width - t.shape[1]), value=v)  # noqa: E731
-        pad_id = int(s.completion_ids.new_tensor(0).item())
         comp, cmask, pmask = pad(s.completion_ids, pad_id), pad(s.completion_mask, 0), pad(s.prefill_mask, 0)
         comp[idx] = pad(h.completion_ids, pad_id).to(comp.device)
         cmask[idx] = pad(h.completion_mask, 0).to(cmask.device)
@@ -264,14 +263,8 @@ class GRPOModule(L.LightningModule):
         opt = torch.optim.AdamW(params, lr=self.g.lr, weight_decay=self.g.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warm = int(self.g.warmup_steps)
-
-        def factor(step):  # linear warmup then cosine decay (the paper: cosine schedule)
-            if step < warm:
-                return (step + 1) / warm
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
-
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor),
-                                                   "interval": "step"}}
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warm))  # paper: cosine
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def state_dict(self, *args, **kwargs):
         full = super().state_dict(*args, **kwargs)

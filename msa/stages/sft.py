@@ -27,6 +27,7 @@ from msa.evaluation import prediction_records, selection_score, summarize
 from msa.generation import generate_texts, model_inputs
 from msa.jsonl import iter_jsonl
 from msa.models import export_policy, trainable_parameters
+from msa.schedules import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,6 @@ def load_targets(cot_path: str | Path, dataset: str) -> dict[str, str]:
 def score_targets(frame, dataset: str) -> dict[str, str]:
     """id -> ``<score>x</score>`` from the dataset labels (the direct-score baseline)."""
     return {row.id: f"<score>{format_score(float(row.label), dataset)}</score>" for row in frame.itertuples()}
-
-
-def warmup_cosine(step: int, total: int, warmup: int) -> float:
-    """LR multiplier: linear warmup from ~0 to 1, then cosine to 0 at ``total``."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class SFTModule(L.LightningModule):
