@@ -11,6 +11,30 @@ MODEL_KEYS = ("input_ids", "attention_mask", "pixel_values_videos", "video_grid_
               "input_features", "feature_attention_mask", "pixel_values", "image_grid_thw")
 
 
+# Tokens an answer must never contain: media placeholders and chat-structure markers. A sampled
+# <|audio_bos|> or <|VIDEO|> in a completion makes the next forward's TMRoPE indexing look for media
+# that is not there (transformers raises deep in get_rope_index), so generation suppresses them and
+# the scoring passes mask them the same way (the log-probs stay those of the sampling distribution).
+SUPPRESSED_TOKENS = ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|vision_bos|>", "<|vision_eos|>",
+                     "<|vision_pad|>", "<|IMAGE|>", "<|VIDEO|>", "<|im_start|>", "<|endoftext|>",
+                     "<|box_end|>", "<|quad_start|>", "<|quad_end|>")
+
+
+def suppressed_ids(tokenizer) -> list[int]:
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in SUPPRESSED_TOKENS]
+    return [i for i in ids if i is not None and i != tokenizer.unk_token_id]
+
+
+def mask_suppressed(logits: torch.Tensor, ids: list[int]) -> torch.Tensor:
+    """Set the suppressed tokens' logits to the dtype's minimum (probability 0, finite arithmetic).
+
+    In place: a second [N, C, V] copy costs gigabytes at Qwen's vocabulary size, and the linear layer
+    that produced ``logits`` does not keep them for its backward.
+    """
+    index = torch.tensor(ids, device=logits.device)
+    return logits.index_fill_(-1, index, torch.finfo(logits.dtype).min)
+
+
 def model_inputs(batch: dict, device=None) -> dict:
     out = {k: batch[k] for k in MODEL_KEYS if batch.get(k) is not None}
     if device is not None:
@@ -66,7 +90,8 @@ def generate_texts(model, tokenizer, batch: dict, *, max_new_tokens: int, use_au
     model.eval()
     try:
         kwargs = dict(do_sample=do_sample, max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences,
-                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
+                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                      suppress_tokens=suppressed_ids(tokenizer))
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         out = model.generate(**inputs, use_audio_in_video=use_audio_in_video, **kwargs)

@@ -203,3 +203,33 @@ def test_reused_encoder_outputs_match_recomputed(cache_dir, demo):
         lb = completion_logits(policy.model, policy.base, batch, None, prompt_rows, a.completion_ids,
                                a.completion_mask, True)
     assert torch.allclose(la, lb, atol=1e-5)
+
+
+def test_media_special_tokens_are_never_sampled_and_scored_as_impossible(cache_dir, demo):
+    """A sampled <|audio_bos|> would break the next forward's TMRoPE indexing: the sampler suppresses
+    it (even when the model strongly prefers it), and the scoring pass gives it log-prob ~ -inf."""
+    from msa.generation import suppressed_ids
+    from msa.models.encode import encode_media
+    from msa.rl.losses import token_logprobs
+    from msa.rl.rollout import completion_logits, sample
+
+    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), use_audio_in_video=True,
+                                 lora=dict(enabled=False, r=4, alpha=8, dropout=0.0)))
+    policy = load_policy(mcfg)
+    tok = policy.tokenizer
+    bad = suppressed_ids(tok)
+    with torch.no_grad():  # make the media tokens the model's favourites
+        policy.base.lm_head.weight[bad] *= 0
+        policy.base.lm_head.bias = None
+        policy.base.lm_head.weight[bad] += policy.base.lm_head.weight.abs().max() * 5
+    batch = next(iter(demo.train_dataloader()))
+    media = encode_media(policy.base, batch)
+    torch.manual_seed(0)
+    s = sample(policy.model, policy.base, tok, batch, media, torch.tensor([0, 1]), group_size=2, max_new_tokens=8,
+               temperature=1.0, top_p=1.0, use_audio_in_video=True)
+    assert not any(t in bad for t in s.completion_ids[s.completion_mask.bool()].tolist())
+    with torch.no_grad():
+        logits = completion_logits(policy.model, policy.base, batch, media, torch.tensor([0, 0, 1, 1]),
+                                   s.completion_ids, s.completion_mask, True, suppress=bad)
+    probe = torch.full_like(s.completion_ids, bad[0])
+    assert (token_logprobs(logits, probe) < -1e6).all()

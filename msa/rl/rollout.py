@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from msa.generation import append_prefill
+from msa.generation import append_prefill, mask_suppressed, suppressed_ids
 from msa.models.encode import MediaEmbeds, encode_media, inputs_embeds, position_kwargs, select_media_rows
 
 
@@ -52,7 +52,7 @@ def sample(model, thinker, tokenizer, batch: dict, media: MediaEmbeds | None, ro
     ids_g, mask_g = ids.repeat_interleave(group_size, 0), mask.repeat_interleave(group_size, 0)  # [b*G, P']
     kwargs = dict(attention_mask=mask_g, use_audio_in_video=use_audio_in_video, do_sample=True,
                   temperature=temperature, top_p=top_p, top_k=0, max_new_tokens=max_new_tokens,
-                  pad_token_id=tokenizer.pad_token_id, eos_token_id=eos,
+                  pad_token_id=tokenizer.pad_token_id, eos_token_id=eos, suppress_tokens=suppressed_ids(tokenizer),
                   **position_kwargs(batch, rows=rows.repeat_interleave(group_size), repeat=1))
     if media is not None:
         m = media.select(rows)
@@ -101,7 +101,7 @@ def shift_for_prefill(m: MediaEmbeds, new_len: int, prefill_lens: list[int]) -> 
 
 
 def completion_logits(model, thinker, batch: dict, media: MediaEmbeds | None, rows: Tensor, completion_ids: Tensor,
-                      completion_mask: Tensor, use_audio_in_video: bool) -> Tensor:
+                      completion_mask: Tensor, use_audio_in_video: bool, suppress: list[int] | None = None) -> Tensor:
     """Logits predicting each completion token: ``[N, C, V]`` for prompt rows ``rows`` (one per completion).
 
     Only the completion positions go through ``lm_head`` (the prompt's logits would cost
@@ -119,7 +119,9 @@ def completion_logits(model, thinker, batch: dict, media: MediaEmbeds | None, ro
                                use_audio_in_video=use_audio_in_video,
                                **position_kwargs(batch, rows=rows)).last_hidden_state  # [N, P+C, H]
     p, c = batch["input_ids"].shape[1], completion_ids.shape[1]
-    return thinker.lm_head(hidden[:, p - 1: p - 1 + c])  # position t predicts token t+1
+    logits = thinker.lm_head(hidden[:, p - 1: p - 1 + c])  # position t predicts token t+1
+    # the sampler never draws suppressed tokens: score under the same distribution
+    return mask_suppressed(logits, suppress) if suppress else logits
 
 
 def encode_media_grad(thinker, batch: dict) -> MediaEmbeds:

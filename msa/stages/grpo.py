@@ -45,6 +45,7 @@ import pandas as pd
 import torch
 
 from msa.dc import hint_prefill, polarity_of
+from msa.generation import suppressed_ids
 from msa.models import export_policy, trainable_parameters
 from msa.models.encode import encode_media
 from msa.rl.advantages import frac_zero_std, group_advantages
@@ -165,7 +166,8 @@ class GRPOModule(L.LightningModule):
     def _logits(self, batch, media, prompt_rows, s, model=None):
         return completion_logits(model or self.model, self.policy.base if model is None else _thinker(model), batch,
                                  media, prompt_rows, s.completion_ids.to(self.device),
-                                 s.completion_mask.to(self.device), batch["use_audio_in_video"])
+                                 s.completion_mask.to(self.device), batch["use_audio_in_video"],
+                                 suppress=suppressed_ids(self.policy.tokenizer))
 
     def _optimise(self, opt, batch, media, s, adv, keep, uav):
         g, G = self.g, self.g.num_generations
