@@ -67,6 +67,19 @@ def _one_of(cfg: DictConfig, key: str, allowed: tuple) -> None:
     _check(value in allowed, key, f"{value!r} is not one of {', '.join(map(str, allowed))}")
 
 
+def _distributed(trainer: DictConfig) -> bool:
+    """Whether the Trainer config launches several processes (DDP-like strategy or several devices)."""
+    strategy = str(trainer.get("strategy", "auto")).lower()
+    devices = trainer.get("devices", 1)
+    if any(s in strategy for s in ("ddp", "fsdp", "deepspeed")):
+        return True
+    if isinstance(devices, int):
+        return devices > 1 or devices == -1
+    if isinstance(devices, str):
+        return devices.strip() not in ("1", "auto")  # "2", "-1", "0,1"
+    return len(devices) > 1  # a list of device ids
+
+
 def validate(cfg: DictConfig) -> None:
     """Fail fast, with the key's name, on values that would break a stage later (TRL-style __post_init__)."""
     run = list(cfg.stage.run)
@@ -89,6 +102,11 @@ def validate(cfg: DictConfig) -> None:
     if cfg.ckpt_path:
         _check(Path(cfg.ckpt_path).exists(), "ckpt_path", f"{cfg.ckpt_path} does not exist")
 
+    trained = [s for s in run if s in ("sft", "grpo")]
+    _check(not (_distributed(cfg.trainer) and len(trained) > 1), "stage.run",
+           f"{trained} under a multi-process strategy: Lightning's DDP launcher re-runs the script on the "
+           "other ranks at the first fit, so run one training stage per launch "
+           "(stage=sft, then stage=grpo init_from=<run>/checkpoints/best)")
     if "cot" in run:
         _one_of(cfg, "teacher.kind", ("rule", "hf", "vllm"))
         _check(cfg.cot.num_samples >= 1, "cot.num_samples", "must be >= 1")
@@ -118,8 +136,6 @@ def validate(cfg: DictConfig) -> None:
                "must be null for grpo (manual optimisation clips with grpo.max_grad_norm)")
         _check(cfg.trainer.get("accumulate_grad_batches", 1) in (None, 1), "trainer.accumulate_grad_batches",
                "must be 1 for grpo (manual optimisation)")
-        if "sft" not in run and not cfg.init_from:
-            pass  # GRPO from the base model is allowed (zero-shot RL); the README recommends init_from
     if "eval" in run:
         _one_of(cfg, "eval.answer", ("dc", "score"))
         for d in cfg.eval.datasets or []:

@@ -45,6 +45,28 @@ def is_rank_zero() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
+def gather_records(records: list[dict], key: str = "id") -> list[dict]:
+    """Every rank's records, on every rank, once each (identity outside DDP).
+
+    Under DDP each rank validates its shard of the split; the metrics must be those of the whole
+    split, the same on every rank, so that checkpoint selection agrees. DistributedSampler pads the
+    shards with repeats of the first samples to equal length: records are de-duplicated by ``key``.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts: list = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, records)
+        records = [r for part in parts for r in part]
+    seen: set = set()
+    unique = []
+    for r in records:
+        if r[key] not in seen:
+            seen.add(r[key])
+            unique.append(r)
+    return unique
+
+
 def _finite(x):
     """NaN/inf -> None: metrics.json stays valid JSON (an undefined Corr is null, not NaN)."""
     if isinstance(x, dict):

@@ -26,7 +26,8 @@ def run_cli(args, cache_dir, timeout=600):
 
 @pytest.mark.parametrize("arg,key", [("hint=maybe", "hint"), ("hnt=false", "hnt"), ("seed=abc", "seed"),
                                      ("grpo.num_generations=1", "grpo.num_generations"),
-                                     ("data.on_error=ignore", "data.on_error")])
+                                     ("data.on_error=ignore", "data.on_error"),
+                                     ("trainer=ddp_cpu", "stage.run")])
 def test_bad_values_fail_with_one_line_naming_the_key(arg, key, cache_dir):
     r = run_cli([arg], cache_dir, timeout=120)
     assert r.returncode != 0
@@ -92,3 +93,21 @@ def test_grpo_ddp_two_cpu_processes(cache_dir, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["grpo_train"]["steps"] == 2
+
+
+@pytest.mark.slow
+def test_sft_ddp_validates_the_whole_split(cache_dir, tmp_path):
+    # 3 validation clips on 2 ranks: the sampler pads to 4; the gathered metrics count each clip once.
+    r = run_cli(["stage=sft", "sft.answer=score", *SMALL, "sft.val_every_n_epochs=1", "data.limit=3",
+                 "trainer=ddp_cpu", "data.batch_size=1",
+                 f"hydra.run.dir={tmp_path}"], cache_dir, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["sft_train"]["best_val"]["n"] == 3
+
+
+def test_gather_records_outside_ddp_drops_sampler_padding():
+    from msa.runtime import gather_records
+
+    recs = [{"id": "a", "x": 1}, {"id": "b", "x": 2}, {"id": "a", "x": 1}]
+    assert gather_records(recs) == [{"id": "a", "x": 1}, {"id": "b", "x": 2}]

@@ -27,6 +27,7 @@ from msa.evaluation import prediction_records, selection_score, summarize
 from msa.generation import generate_texts, model_inputs
 from msa.jsonl import iter_jsonl
 from msa.models import export_policy, trainable_parameters
+from msa.runtime import gather_records
 from msa.schedules import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -85,15 +86,17 @@ class SFTModule(L.LightningModule):
                                                 answer=self.answer)
 
     def on_validation_epoch_end(self):
-        records, self._val_records = self._val_records, []
+        # DDP: every rank scores the whole split (its shard alone would select a different epoch).
+        records, self._val_records = gather_records(self._val_records), []
         if not records:
             return
         metrics = summarize(records, self.dataset)
         score = selection_score(metrics, self.dataset)
+        # Identical on every rank after the gather, so sync_dist's mean changes nothing but the warning.
         for k, v in metrics.items():
-            self.log(f"val/{self.dataset}/{k}", float(v))
-        self.log("val/parse_fail_rate", metrics["parse_fail_rate"])
-        self.log("val/score", score, prog_bar=True)
+            self.log(f"val/{self.dataset}/{k}", float(v), sync_dist=True)
+        self.log("val/parse_fail_rate", metrics["parse_fail_rate"], sync_dist=True)
+        self.log("val/score", score, prog_bar=True, sync_dist=True)
         if score > self.best_score and not self.trainer.sanity_checking:
             self.best_score, self.best_metrics = score, metrics
             if self.export_dir is not None and self.trainer.is_global_zero:
