@@ -1,5 +1,6 @@
 """SFT on the tiny model: the loss covers the answer only, one batch of each answer mode changes the
-trainable weights and only those, and a mid-epoch checkpoint resumes with the same step count."""
+trainable weights and only those, and a mid-epoch checkpoint resumes exactly (same batches, same
+step count, same weights)."""
 
 from __future__ import annotations
 
@@ -64,9 +65,9 @@ def test_load_targets_reads_cot_records(tmp_path):
 
 @pytest.fixture(scope="module")
 def dm_factory(cache_dir, processor):
-    def make(answer, targets=None, batch_size=2):
+    def make(answer, targets=None, batch_size=2, shuffle=False):
         dm = DemoDataModule(cache_dir / "data" / "demo_sft", n_clips=24, batch_size=batch_size,
-                            cache_dir=cache_dir / "media", shuffle=False, limit=4, answer=answer,
+                            cache_dir=cache_dir / "media", shuffle=shuffle, limit=4, answer=answer,
                             targets=targets, video_min_pixels=3136, video_max_pixels=8192)
         dm.attach_processor(processor)
         dm.prepare_data()
@@ -105,27 +106,52 @@ def test_one_batch_changes_only_trainable_weights(cache_dir, dm_factory, answer)
     assert {n for n in trainable if "lora_B" in n} <= changed
 
 
-@pytest.mark.slow
-def test_resume_mid_epoch_keeps_step_count(cache_dir, dm_factory, tmp_path):
-    """Stop after 1 of 2 steps (mid-epoch), resume from that checkpoint, finish at step 2 exactly."""
-    from msa.data.labels import read_labels
+class _Record(L.Callback):
+    """Ids of every training batch; optionally stops the run after ``stop_at`` steps (a crash stand-in)."""
 
-    def fit(max_steps, ckpt_path=None):
-        dm = dm_factory("score", batch_size=2)
+    def __init__(self, stop_at=None):
+        self.ids, self.stop_at = [], stop_at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.ids.append(tuple(batch["ids"]))
+        if self.stop_at is not None and trainer.global_step >= self.stop_at:
+            trainer.should_stop = True
+
+
+def test_resume_mid_epoch_continues_exactly(cache_dir, dm_factory, tmp_path):
+    """4 shuffled batches per epoch, 6 steps. Stopped after step 5 (mid-epoch 2) and resumed from that
+    checkpoint, the run trains on the same batches in the same order, ends at step 6 and ends with the
+    same weights as the uninterrupted run."""
+    import warnings
+
+    from msa.data.labels import read_labels
+    from msa.models import trainable_parameters
+
+    def fit(ckpt_dir, stop_at=None, ckpt_path=None):
+        dm = dm_factory("score", batch_size=1, shuffle=True)
         dm.set_targets(score_targets(read_labels(dm.root, "demo"), "demo"))
         policy = policy_for(cache_dir)
         module = SFTModule(policy, dataset="demo", range_dataset="demo", answer="score", lr=1e-3,
-                           weight_decay=0.0, warmup_ratio=0.0, val_max_new_tokens=4)
-        ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True, every_n_train_steps=1)
-        trainer = L.Trainer(max_steps=max_steps, logger=False, enable_progress_bar=False, limit_val_batches=0,
-                            accelerator="cpu", callbacks=[ckpt])
+                           weight_decay=0.0, warmup_ratio=0.2, val_max_new_tokens=4)
+        rec = _Record(stop_at)
+        ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=1)
+        trainer = L.Trainer(max_steps=6, logger=False, enable_progress_bar=False, limit_val_batches=0,
+                            accelerator="cpu", callbacks=[ckpt, rec])
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-        return trainer, module
+        weights = {k: v.detach().clone() for k, v in trainable_parameters(policy.model).items()}
+        return trainer, rec.ids, weights
 
-    t1, _ = fit(1)
-    assert t1.global_step == 1 and t1.fit_loop.epoch_loop.batch_progress.current.completed == 1
-    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    _, ids_full, w_full = fit(tmp_path / "full")
+    assert len(ids_full) == 6 and len(set(ids_full[:4])) == 4 and ids_full[:4] != ids_full[4:] + ids_full[:2]
+
+    t1, ids_a, _ = fit(tmp_path / "cut", stop_at=5)
+    assert t1.global_step == 5
+    saved = torch.load(tmp_path / "cut" / "last.ckpt", weights_only=False)
     assert all(k.startswith("model.") and "lora_" in k for k in saved["state_dict"])  # adapter only
-    t2, m2 = fit(2, ckpt_path=str(tmp_path / "last.ckpt"))
-    assert t2.global_step == 2
-    assert t2.fit_loop.epoch_loop.batch_progress.total.completed == 2  # one more batch, not a fresh epoch
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t2, ids_b, w_resumed = fit(tmp_path / "cut", ckpt_path=str(tmp_path / "cut" / "last.ckpt"))
+    assert not [w for w in caught if "not resumable" in str(w.message)]
+    assert t2.global_step == 6
+    assert ids_a + ids_b == ids_full  # the rest of the interrupted epoch, nothing twice
+    assert all(torch.equal(w_resumed[k], w_full[k]) for k in w_full)

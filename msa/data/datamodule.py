@@ -32,6 +32,7 @@ from msa.data.cache import MediaCache
 from msa.data.collate import MultimodalCollator
 from msa.data.dataset import ON_ERROR, MSADataset, normalise_modalities
 from msa.data.labels import read_labels, split as split_rows
+from msa.data.sampling import resumable_loader
 from msa.datasets import get_spec
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,20 @@ class MSADataModule(L.LightningDataModule):
                           collate_fn=self.collator(targets=targets), persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self.dataloader("train", shuffle=self.shuffle, batch_size=self.batch_size, targets=self.targets)
+        """Seeded per-epoch order that ``ckpt_path=`` resumes mid-epoch batch for batch (msa.data.sampling)."""
+        if not self.datasets:
+            self.setup()
+        return resumable_loader(self.datasets["train"], batch_size=self.batch_size, shuffle=self.shuffle,
+                                seed=self.seed, progress=self._fit_progress, num_workers=self.num_workers,
+                                collate_fn=self.collator(targets=self.targets),
+                                persistent_workers=self.num_workers > 0)
+
+    def _fit_progress(self) -> tuple[int, int] | None:
+        """(epoch, training batches finished in it) while a Trainer fits this module, else None."""
+        trainer = self.trainer
+        if trainer is None:
+            return None
+        return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def val_dataloader(self) -> DataLoader:
         return self.dataloader("valid")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -53,6 +54,8 @@ def build_trainer(ctx, stage: str, *, monitor: str | None, ckpt_dir: str, **over
     from msa.data.datamodule import SkipCounter
     from msa.runtime import make_logger
 
+    # The frozen audio/vision towers are in eval mode on purpose (no dropout, fixed statistics).
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     cfg = ctx.cfg
     targs = OmegaConf.to_container(cfg.trainer, resolve=True)
     targs.update({k: v for k, v in overrides.items() if v is not None})
