@@ -233,3 +233,50 @@ def test_media_special_tokens_are_never_sampled_and_scored_as_impossible(cache_d
                                    s.completion_ids, s.completion_mask, True, suppress=bad)
     probe = torch.full_like(s.completion_ids, bad[0])
     assert (token_logprobs(logits, probe) < -1e6).all()
+
+
+class _StopAt(L.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+def test_resume_samples_the_same_rollouts(cache_dir, demo, tmp_path):
+    """Real sampling, 3 steps: stopped after step 2 and resumed from its checkpoint, the run draws the
+    same rollouts, keeps the earlier steps' history and ends with the same weights."""
+    from msa.models import trainable_parameters
+
+    def fit(out, stop_at=None, ckpt_path=None):
+        L.seed_everything(0)
+        mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), dtype="float32",
+                                     use_audio_in_video=True, lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
+        policy = load_policy(mcfg)
+        module = grpo_mod.GRPOModule(policy, gcfg(max_new_tokens=12, lr=1e-3, max_steps=3), dataset="demo",
+                                     hint=True, hard=True, out_dir=out)
+        ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "ckpt", save_last=True, every_n_train_steps=1)
+        callbacks = [ckpt] + ([_StopAt(stop_at)] if stop_at else [])
+        trainer = L.Trainer(max_steps=3, logger=False, enable_progress_bar=False, limit_val_batches=0,
+                            accelerator="cpu", callbacks=callbacks)
+        trainer.fit(module, train_dataloaders=demo.train_dataloader(), ckpt_path=ckpt_path)
+        weights = {k: v.detach().clone() for k, v in trainable_parameters(policy.model).items()}
+        return trainer, [h["reward"] for h in module.history], weights
+
+    _, rewards_full, w_full = fit(tmp_path / "full")
+    t1, rewards_cut, _ = fit(tmp_path / "cut", stop_at=2)
+    assert t1.global_step == 2 and rewards_cut == rewards_full[:2]
+    t2, rewards_resumed, w_resumed = fit(tmp_path / "cut", ckpt_path=str(tmp_path / "cut" / "ckpt" / "last.ckpt"))
+    assert t2.global_step == 3
+    assert rewards_resumed == rewards_full  # the earlier steps' history came back with the checkpoint
+
+    def table(out):
+        files = sorted((out / "completions").glob("*.parquet"))
+        assert len(files) == 3
+        return [pd.read_parquet(f)["completion"].tolist() for f in files]
+
+    full, cut = table(tmp_path / "full"), table(tmp_path / "cut")
+    assert cut == full  # step 3 after the resume drew exactly the rollouts of the uninterrupted run
+    assert len(set(full[2])) > 1  # real sampling, not one repeated answer
+    assert all(torch.equal(w_resumed[k], w_full[k]) for k in w_full)

@@ -96,4 +96,7 @@ def resumable_loader(dataset, *, batch_size: int, shuffle: bool, seed: int, prog
                      **kwargs) -> ResumableDataLoader:
     """The train loader: seeded per-epoch order, resumable mid-epoch (``kwargs`` go to DataLoader)."""
     batches = ResumableBatchSampler(EpochSampler(len(dataset), seed=seed, shuffle=shuffle), batch_size)
+    # Its own generator: creating an iterator would otherwise draw a worker seed from the global RNG,
+    # and the draw would fall at a different point of a resumed run than of the uninterrupted one.
+    kwargs.setdefault("generator", torch.Generator().manual_seed(seed))
     return ResumableDataLoader(dataset, batch_sampler=batches, progress=progress, **kwargs)

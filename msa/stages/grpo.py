@@ -54,6 +54,7 @@ from msa.rl.losses import grpo_loss, token_entropy, token_logprobs
 from msa.rl.rewards import REWARD_FUNCS, total_reward
 from msa.rl.rollout import completion_logits, sample
 from msa.schedules import warmup_cosine
+from msa.stages.common import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +273,15 @@ class GRPOModule(L.LightningModule):
         full = super().state_dict(*args, **kwargs)
         keep = {"model." + n for n in trainable_parameters(self.model)}
         return type(full)((k, v) for k, v in full.items() if k in keep)
+
+    def on_save_checkpoint(self, checkpoint):
+        # A resumed run must sample the same rollouts and keep the reward curve of the steps before it.
+        checkpoint["msa_rng"] = rng_state()
+        checkpoint["msa_grpo_history"] = list(self.history)
+
+    def on_load_checkpoint(self, checkpoint):
+        set_rng_state(checkpoint.get("msa_rng"))
+        self.history = list(checkpoint.get("msa_grpo_history", []))
 
 
 def _thinker(model):

@@ -29,6 +29,7 @@ from msa.jsonl import iter_jsonl
 from msa.models import export_policy, trainable_parameters
 from msa.runtime import gather_records
 from msa.schedules import warmup_cosine
+from msa.stages.common import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,17 @@ class SFTModule(L.LightningModule):
         full = super().state_dict(*args, **kwargs)
         keep = {"model." + n for n in trainable_parameters(self.model)}
         return type(full)((k, v) for k, v in full.items() if k in keep)
+
+    def on_save_checkpoint(self, checkpoint):
+        # Dropout draws from the global RNGs; an exact resume needs them (Lightning does not save them).
+        checkpoint["msa_rng"] = rng_state()
+        checkpoint["msa_best"] = {"score": self.best_score, "metrics": self.best_metrics}
+
+    def on_load_checkpoint(self, checkpoint):
+        set_rng_state(checkpoint.get("msa_rng"))
+        best = checkpoint.get("msa_best")
+        if best:  # so a resumed run does not overwrite a better export with a worse epoch
+            self.best_score, self.best_metrics = best["score"], best["metrics"]
 
 
 def run(ctx) -> dict:
