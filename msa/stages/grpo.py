@@ -40,35 +40,32 @@ import copy
 import logging
 from pathlib import Path
 
-import lightning as L
 import pandas as pd
 import torch
 
 from msa.dc import hint_prefill, polarity_of
 from msa.generation import suppressed_ids
-from msa.models import export_policy, trainable_parameters
+from msa.models import export_policy
 from msa.models.encode import encode_media
 from msa.rl.advantages import frac_zero_std, group_advantages
 from msa.rl.hard import find_hard, select_groups
 from msa.rl.losses import grpo_loss, token_entropy, token_logprobs
 from msa.rl.rewards import REWARD_FUNCS, total_reward
 from msa.rl.rollout import completion_logits, sample
-from msa.schedules import warmup_cosine
-from msa.stages.common import rng_state, set_rng_state
+from msa.stages.base import PolicyModule
 
 log = logging.getLogger(__name__)
 
 
-class GRPOModule(L.LightningModule):
+class GRPOModule(PolicyModule):
     def __init__(self, policy, gcfg, *, dataset: str, hint: bool, hard: bool, out_dir: str | Path):
-        super().__init__()
+        super().__init__(policy)
         if gcfg.num_generations < 2:
             raise ValueError("grpo.num_generations: GRPO needs at least 2 generations per prompt")
         self.automatic_optimization = False
-        self.policy, self.model, self.g = policy, policy.model, gcfg
+        self.g = gcfg
         self.dataset, self.hint, self.hard = dataset, hint, hard
         self.out_dir = Path(out_dir)
-        self.strict_loading = False
         trained_towers = any(p.requires_grad for n, p in self.model.named_parameters()
                              if ".visual." in n or ".audio_tower." in n)
         if trained_towers and gcfg.reuse_encoder_outputs:
@@ -262,25 +259,15 @@ class GRPOModule(L.LightningModule):
 
     # ---------------------------------------------------------------- optimiser, checkpoints
     def configure_optimizers(self):
-        params = list(trainable_parameters(self.model).values())
-        opt = torch.optim.AdamW(params, lr=self.g.lr, weight_decay=self.g.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warm = int(self.g.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warm))  # paper: cosine
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def state_dict(self, *args, **kwargs):
-        full = super().state_dict(*args, **kwargs)
-        keep = {"model." + n for n in trainable_parameters(self.model)}
-        return type(full)((k, v) for k, v in full.items() if k in keep)
+        return self.adamw_warmup_cosine(lr=self.g.lr, weight_decay=self.g.weight_decay,
+                                        warmup_steps=int(self.g.warmup_steps))  # paper: cosine
 
     def on_save_checkpoint(self, checkpoint):
-        # A resumed run must sample the same rollouts and keep the reward curve of the steps before it.
-        checkpoint["msa_rng"] = rng_state()
-        checkpoint["msa_grpo_history"] = list(self.history)
+        super().on_save_checkpoint(checkpoint)  # RNG states: a resumed run samples the same rollouts
+        checkpoint["msa_grpo_history"] = list(self.history)  # the reward curve of the steps before
 
     def on_load_checkpoint(self, checkpoint):
-        set_rng_state(checkpoint.get("msa_rng"))
+        super().on_load_checkpoint(checkpoint)
         self.history = list(checkpoint.get("msa_grpo_history", []))
 
 

@@ -19,17 +19,14 @@ import logging
 import math
 from pathlib import Path
 
-import lightning as L
-import torch
 
 from msa.dc import format_answer, format_score
 from msa.evaluation import prediction_records, selection_score, summarize
 from msa.generation import generate_texts, model_inputs
 from msa.jsonl import iter_jsonl
-from msa.models import export_policy, trainable_parameters
+from msa.models import export_policy
 from msa.runtime import gather_records
-from msa.schedules import warmup_cosine
-from msa.stages.common import rng_state, set_rng_state
+from msa.stages.base import PolicyModule
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +52,10 @@ def score_targets(frame, dataset: str) -> dict[str, str]:
     return {row.id: f"<score>{format_score(float(row.label), dataset)}</score>" for row in frame.itertuples()}
 
 
-class SFTModule(L.LightningModule):
+class SFTModule(PolicyModule):
     def __init__(self, policy, *, dataset: str, range_dataset: str, answer: str, lr: float, weight_decay: float,
                  warmup_ratio: float, val_max_new_tokens: int, export_dir: str | Path | None = None):
-        super().__init__()
-        self.policy = policy
-        self.model = policy.model  # registered so Lightning moves it and checkpoints it
+        super().__init__(policy)
         self.dataset, self.range_dataset, self.answer = dataset, range_dataset, answer
         self.lr, self.weight_decay, self.warmup_ratio = lr, weight_decay, warmup_ratio
         self.val_max_new_tokens = val_max_new_tokens
@@ -68,8 +63,6 @@ class SFTModule(L.LightningModule):
         self.best_score = -math.inf
         self.best_metrics: dict | None = None
         self._val_records: list[dict] = []
-        # Checkpoints keep only the trainable weights; the frozen base comes from the model config.
-        self.strict_loading = False
 
     def training_step(self, batch, batch_idx):
         if not batch["ids"]:  # every clip of the batch was skipped (data.on_error=skip)
@@ -107,28 +100,15 @@ class SFTModule(L.LightningModule):
                                      "answer": self.answer})
 
     def configure_optimizers(self):
-        params = list(trainable_parameters(self.model).values())
-        if not params:
-            raise ValueError("no trainable parameters: enable model.lora or unfreeze something")
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(self.warmup_ratio * total)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def state_dict(self, *args, **kwargs):
-        # Only what training changes: the adapter (or, with full fine-tuning, the unfrozen weights).
-        full = super().state_dict(*args, **kwargs)
-        keep = {"model." + n for n in trainable_parameters(self.model)}
-        return type(full)((k, v) for k, v in full.items() if k in keep)
+        return self.adamw_warmup_cosine(lr=self.lr, weight_decay=self.weight_decay,
+                                        warmup_steps=int(self.warmup_ratio * self.total_steps()))
 
     def on_save_checkpoint(self, checkpoint):
-        # Dropout draws from the global RNGs; an exact resume needs them (Lightning does not save them).
-        checkpoint["msa_rng"] = rng_state()
+        super().on_save_checkpoint(checkpoint)  # RNG states (dropout)
         checkpoint["msa_best"] = {"score": self.best_score, "metrics": self.best_metrics}
 
     def on_load_checkpoint(self, checkpoint):
-        set_rng_state(checkpoint.get("msa_rng"))
+        super().on_load_checkpoint(checkpoint)
         best = checkpoint.get("msa_best")
         if best:  # so a resumed run does not overwrite a better export with a worse epoch
             self.best_score, self.best_metrics = best["score"], best["metrics"]

@@ -1,0 +1,47 @@
+"""What the training stages' LightningModules share: the policy they train, checkpoints that hold
+only the trainable weights plus the RNG states, and AdamW with warmup + cosine."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from msa.models import trainable_parameters
+from msa.schedules import warmup_cosine
+from msa.stages.common import rng_state, set_rng_state
+
+
+class PolicyModule(L.LightningModule):
+    def __init__(self, policy):
+        super().__init__()
+        self.policy = policy
+        self.model = policy.model  # registered so Lightning moves it and checkpoints it
+        # Checkpoints keep only the trainable weights; the frozen base comes from the model config.
+        self.strict_loading = False
+
+    def state_dict(self, *args, **kwargs):
+        # Only what training changes: the adapter (or, with full fine-tuning, the unfrozen weights).
+        full = super().state_dict(*args, **kwargs)
+        keep = {"model." + n for n in trainable_parameters(self.model)}
+        return type(full)((k, v) for k, v in full.items() if k in keep)
+
+    def on_save_checkpoint(self, checkpoint):
+        # Sampling and dropout draw from the global RNGs; Lightning does not save them, an exact resume needs them.
+        checkpoint["msa_rng"] = rng_state()
+
+    def on_load_checkpoint(self, checkpoint):
+        set_rng_state(checkpoint.get("msa_rng"))
+
+    def adamw_warmup_cosine(self, *, lr: float, weight_decay: float, warmup_steps: int) -> dict:
+        """AdamW over the trainable parameters; linear warmup, then cosine to zero at the last step."""
+        params = list(trainable_parameters(self.model).values())
+        if not params:
+            raise ValueError("no trainable parameters: enable model.lora or unfreeze something")
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        total = self.total_steps()
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole fit (Lightning's estimate: epochs x batches / accumulation, or max_steps)."""
+        return max(1, int(self.trainer.estimated_stepping_batches))
