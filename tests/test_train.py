@@ -93,6 +93,19 @@ def test_grpo_ddp_two_cpu_processes(cache_dir, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["grpo_train"]["steps"] == 2
+    # each rank sampled its own prompt: both ranks' rollouts are on disk, rank-tagged
+    tables = sorted(p.name for p in (tmp_path / "grpo" / "completions").glob("*.parquet"))
+    assert tables == [f"completions_{s:05d}_rank{r}.parquet" for s in range(2) for r in range(2)], tables
+    import pandas as pd
+
+    step0 = {r: pd.read_parquet(tmp_path / "grpo" / "completions" / f"completions_00000_rank{r}.parquet")
+             for r in range(2)}
+    assert set(step0[0]["prompt_id"]).isdisjoint(step0[1]["prompt_id"])
+    # the curves in metrics.json / train_history.csv are means over both ranks' rollouts
+    hist = pd.read_csv(tmp_path / "grpo" / "train_history.csv")
+    for col, key in (("reward", "reward"), ("length", "completions/mean_length")):
+        both = (step0[0][col].mean() + step0[1][col].mean()) / 2
+        assert abs(hist[key][0] - both) < 1e-6, (key, hist[key][0], both)
 
 
 @pytest.mark.slow

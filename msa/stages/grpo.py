@@ -235,24 +235,39 @@ class GRPOModule(PolicyModule):
         self.log_dict({f"train/{k}": float(v) for k, v in m.items()}, batch_size=len(batch["ids"]),
                       sync_dist=True, prog_bar=False)
         self.log("reward", m["reward"], prog_bar=True, batch_size=len(batch["ids"]), sync_dist=True)
-        self.history.append({"step": step, **m})
+        self.history.append({"step": step, **self._mean_over_ranks(m)})
         every = self.g.log_completions_every
-        if every and step % every == 0 and self.trainer.is_global_zero:
+        if every and step % every == 0:  # every rank writes its own prompts' rollouts
             self._write_completions(step, batch, s, totals, per_fn, adv, hinted)
+
+    def _mean_over_ranks(self, m: dict) -> dict:
+        """The step's scalars averaged over DDP ranks (each rank sampled its own prompts); as is otherwise."""
+        if self.trainer.world_size <= 1:
+            return m
+        keys = list(m)
+        values = torch.tensor([float(m[k]) for k in keys], dtype=torch.float64, device=self.device)
+        values = self.trainer.strategy.reduce(values, reduce_op="mean")
+        return dict(zip(keys, values.tolist()))
 
     def _write_completions(self, step, batch, s, totals, per_fn, adv, hinted):
         G = self.g.num_generations
+        lengths = (s.completion_mask * (1 - s.prefill_mask)).sum(1)  # sampled tokens (prefill excluded)
         rows = []
         for r, text in enumerate(s.texts):
             b = r // G
             rows.append({"step": step, "prompt_id": batch["ids"][b], "dataset": self.dataset,
-                         "label": float(batch["label"][b]), "completion": text, "reward": float(totals[r]),
+                         "label": float(batch["label"][b]), "completion": text, "length": int(lengths[r]),
+                         "reward": float(totals[r]),
                          **{f"reward_{k}": float(v[r]) for k, v in per_fn.items()},
                          "hinted": bool(hinted[r]), "advantage": float(adv[r])})
         df = pd.DataFrame(rows)
         out = self.out_dir / "completions"
         out.mkdir(parents=True, exist_ok=True)
-        df.to_parquet(out / f"completions_{step:05d}.parquet", index=False)
+        rank = self.trainer.global_rank
+        name = f"completions_{step:05d}.parquet" if self.trainer.world_size <= 1 else \
+            f"completions_{step:05d}_rank{rank}.parquet"
+        df.insert(1, "rank", rank)
+        df.to_parquet(out / name, index=False)
         from msa.runtime import log_table
 
         log_table(self.loggers, "completions", df)
