@@ -124,3 +124,16 @@ def test_gather_records_outside_ddp_drops_sampler_padding():
 
     recs = [{"id": "a", "x": 1}, {"id": "b", "x": 2}, {"id": "a", "x": 1}]
     assert gather_records(recs) == [{"id": "a", "x": 1}, {"id": "b", "x": 2}]
+
+
+def test_wandb_offline_run_gets_the_predictions_table_and_is_finished(cache_dir, tmp_path):
+    r = run_cli(["stage=eval", "logger=wandb", "model=tiny", "data.limit=4", "eval.max_new_tokens=8",
+                 "eval.datasets=[demo]", f"hydra.run.dir={tmp_path}"], cache_dir, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    tables = list(runs[0].glob("files/media/table/eval/predictions_*.table.json"))
+    assert len(tables) == 1
+    table = json.loads(tables[0].read_text())
+    assert {"id", "completion", "prediction", "label"} <= set(table["columns"]) and len(table["data"]) == 4
+    assert "finishing run" in (runs[0] / "logs" / "debug.log").read_text()  # finished, not leaked
