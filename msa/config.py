@@ -26,6 +26,7 @@ class StageNode:
 @dataclass
 class TrainSchema:
     task_name: str = "pipeline"
+    experiment_name: str = "none"
     hint: bool = True
     hard: bool = True
     seed: int = 0

@@ -87,7 +87,7 @@ def _jsonable(x):
 
 def run_name(cfg: DictConfig, stage: str) -> str:
     """W&B/CSV run name from the flags that define an ablation: stage, hint, hard, seed."""
-    return f"{stage}-hint_{cfg.hint}-hard_{cfg.hard}-s{cfg.seed}"
+    return f"{stage}-hint_{str(cfg.hint).lower()}-hard_{str(cfg.hard).lower()}-s{cfg.seed}"
 
 
 def make_logger(cfg: DictConfig, stage: str, output_dir: Path):

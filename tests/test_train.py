@@ -40,6 +40,14 @@ def test_hint_false_composes_to_a_real_bool(make_cfg):
     assert cfg.hint is False and list(cfg.stage.run) == ["grpo"] and cfg.trainer.get("gradient_clip_val") is None
 
 
+def test_wandb_names_come_from_experiment_stage_and_flags(make_cfg):
+    from msa.runtime import run_name
+
+    cfg = make_cfg("stage=grpo", "hint=false", "seed=3", "logger=wandb")
+    assert cfg.logger.group == "demo-grpo" and run_name(cfg, "grpo") == "grpo-hint_false-hard_true-s3"
+    assert make_cfg("experiment=none", "logger=wandb").logger.group == "none-pipeline"
+
+
 def test_eval_stage_writes_predictions_and_metrics(make_cfg, tmp_path):
     from train import train
 
