@@ -62,7 +62,8 @@ def train(cfg: DictConfig) -> dict:
     if "grpo_train" in ctx.metrics:
         t = ctx.metrics["grpo_train"]
         print(f"grpo reward: first fifth {t['reward_first_fifth']:.3f} -> last fifth {t['reward_last_fifth']:.3f} "
-              f"(hint rate {t['hint_rate']:.2f}, hard frac {t['hard_frac']:.2f})")
+              f"(own samples before hints: {t['own_reward_first_fifth']:.3f} -> {t['own_reward_last_fifth']:.3f}; "
+              f"hint rate {t['hint_rate']:.2f}, hard frac {t['hard_frac']:.2f})")
     print("wall time (s): " + ", ".join(f"{k} {v}" for k, v in ctx.metrics.get("wall_time_s", {}).items()))
     print(f"outputs: {ctx.output_dir}")
     return ctx.metrics

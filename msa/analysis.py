@@ -47,8 +47,11 @@ def smooth(values: pd.Series, window: int = 5) -> pd.Series:
     return values.rolling(window, min_periods=1).mean()
 
 
-def plot_reward_curves(runs: dict[str, str | Path], out_png: str | Path, window: int = 5) -> Path:
-    """Mean reward per GRPO step for each named run (e.g. {"hint=true": dir1, "hint=false": dir2})."""
+def plot_reward_curves(runs: dict[str, str | Path], out_png: str | Path, window: int = 5,
+                       column: str = "reward") -> Path:
+    """A per-step GRPO scalar (default the mean reward) for each named run, e.g.
+    ``{"hint=true": dir1, "hint=false": dir2}``; ``column="hint/reward_before"`` plots the reward of the
+    policy's own samples, before hinted groups replace hard ones."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,9 +60,9 @@ def plot_reward_curves(runs: dict[str, str | Path], out_png: str | Path, window:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, d in runs.items():
         h = reward_curve(d)
-        ax.plot(h["step"], smooth(h["reward"], window), label=name)
+        ax.plot(h["step"], smooth(h[column], window), label=name)
     ax.set_xlabel("GRPO step")
-    ax.set_ylabel(f"mean reward (rolling {window})")
+    ax.set_ylabel(f"{column} (rolling {window})")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -1,11 +1,14 @@
-"""Reward curves and test metrics of a hint=true / hint=false GRPO sweep.
+"""Reward curves and test metrics of a hint=true / hint=false GRPO sweep (any number of seeds).
 
-    python train.py -m stage=grpo init_from=<sft run>/checkpoints/best hint=true,false \
+    python train.py -m stage=grpo init_from=<sft run>/checkpoints/best hint=true,false seed=0,1 \
         hydra.sweep.dir=outputs/hint_ablation
     python experiments/hint_ablation/plot.py outputs/hint_ablation
 
-Writes ``reward_curves.png`` into the sweep directory and prints reward first/last fifth and the test
-metrics of each job.
+The curve is the reward of the policy's own samples, *before* hard groups are replaced by hinted ones
+(``hint/reward_before``): after replacement a hint=true step scores the hinted answers, whose polarity
+is given, so its raw ``reward`` is not comparable with hint=false's. Writes ``reward_curves.png`` into
+the sweep directory and prints, per job and then averaged over seeds, the first/last fifth of that
+curve, the hard-prompt rate and the test metrics.
 """
 
 from __future__ import annotations
@@ -13,27 +16,43 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pandas as pd
 from omegaconf import OmegaConf
 
-from msa.analysis import load_metrics, plot_reward_curves
+from msa.analysis import load_metrics, plot_reward_curves, reward_curve
+from msa.stages.grpo import fifths
+
+FLAGS = ("hint=", "hard=", "seed=")
+
+
+def job_name(job: Path) -> str:
+    overrides = OmegaConf.load(job / ".hydra" / "overrides.yaml") if (job / ".hydra").exists() else []
+    return ",".join(o for o in overrides if o.startswith(FLAGS)) or job.name
+
+
+def summary(job: Path) -> dict:
+    h = reward_curve(job)
+    first, last = fifths(h["hint/reward_before"].tolist())
+    row = {"own reward first fifth": first, "own reward last fifth": last, "hard frac": h["hard/frac"].mean()}
+    m = load_metrics(job).get("grpo", {})
+    for ds, met in m.items():
+        for k in ("acc2", "acc2_non0", "acc3", "mae"):
+            if isinstance(met.get(k), float):
+                row[f"{ds} {k}"] = met[k]
+    return row
 
 
 def main(sweep: str) -> None:
-    runs = {}
-    for job in sorted(p for p in Path(sweep).iterdir() if (p / "metrics.json").exists()):
-        overrides = OmegaConf.load(job / ".hydra" / "overrides.yaml") if (job / ".hydra").exists() else []
-        name = ",".join(o for o in overrides if o.startswith(("hint=", "hard="))) or job.name
-        runs[name] = job
-    if not runs:
+    jobs = {job_name(j): j for j in sorted(Path(sweep).iterdir()) if (j / "metrics.json").exists()}
+    if not jobs:
         sys.exit(f"{sweep}: no finished jobs (metrics.json) found")
-    png = plot_reward_curves(runs, Path(sweep) / "reward_curves.png")
-    for name, job in runs.items():
-        m = load_metrics(job)
-        t = m.get("grpo_train", {})
-        print(f"{name}: reward first fifth {t.get('reward_first_fifth'):.3f} -> last fifth "
-              f"{t.get('reward_last_fifth'):.3f}, hint rate {t.get('hint_rate'):.2f}, hard frac {t.get('hard_frac'):.2f}")
-        for ds, met in m.get("grpo", {}).items():
-            print(f"   test {ds}: " + ", ".join(f"{k}={v:.3f}" for k, v in met.items() if isinstance(v, float)))
+    png = plot_reward_curves(jobs, Path(sweep) / "reward_curves.png", column="hint/reward_before")
+    table = pd.DataFrame({name: summary(j) for name, j in jobs.items()}).T
+    pd.set_option("display.width", 200)
+    print(table.round(3).to_string())
+    setting = table.index.map(lambda n: ",".join(p for p in n.split(",") if not p.startswith("seed=")))
+    print("\nmean over seeds:")
+    print(table.groupby(setting).mean().round(3).to_string())
     print(f"curves: {png}")
 
 

@@ -319,7 +319,11 @@ def run(ctx) -> dict:
     hist = pd.DataFrame(module.history)
     hist.to_csv(out / "train_history.csv", index=False)
     first, last = fifths(hist["reward"].tolist() if len(hist) else [])
+    # The reward of the policy's own samples (before hinted groups replace hard ones): the curve that
+    # compares across hint=true/false; "reward" after replacement credits the given polarity.
+    own_first, own_last = fifths(hist["hint/reward_before"].tolist() if len(hist) else [])
     train_summary = {"reward_first_fifth": first, "reward_last_fifth": last,
+                     "own_reward_first_fifth": own_first, "own_reward_last_fifth": own_last,
                      "hint_rate": float(hist["hint/rate"].mean()) if len(hist) else float("nan"),
                      "hard_frac": float(hist["hard/frac"].mean()) if len(hist) else float("nan"),
                      "steps": int(trainer.global_step)}
