@@ -42,14 +42,52 @@ def model_inputs(batch: dict, device=None) -> dict:
     return out
 
 
-def append_prefill(batch: dict, tokenizer, prefills: list[str]) -> dict:
+def prefix_ids(tokenizer, prefix: str, follows: str = "") -> list[int]:
+    """Token ids of an answer prefix, cut where the model can continue it as it did in training.
+
+    BPE merges across the end of a prefix: our tokenizer (and Qwen's) writes ``</polarity><think>`` with
+    a ``><`` token, so ``<polarity>x</polarity>`` tokenized on its own ends in a lone ``>`` that never
+    preceded ``think`` in any training answer, and the continuation leaves the format (measured: 0 of
+    216 hinted rollouts well formed on the demo). So we tokenize ``prefix + follows`` (the text that
+    follows the prefix in training answers) and keep the longest run of leading tokens that lies inside
+    ``prefix``; the model writes the rest of the prefix itself (here the final ``>``).
+
+    >>> class Greedy:  # longest-match tokenizer over a five-piece vocabulary
+    ...     vocab = ["><", "a", ">", "<", "b"]
+    ...     def __call__(self, s, add_special_tokens=False):
+    ...         ids = []
+    ...         while s:
+    ...             i = next(i for i, v in enumerate(self.vocab) if s.startswith(v))
+    ...             ids.append(i)
+    ...             s = s[len(self.vocab[i]):]
+    ...         return {"input_ids": ids}
+    ...     def decode(self, ids):
+    ...         return "".join(self.vocab[i] for i in ids)
+    >>> tok = Greedy()
+    >>> tok("a>")["input_ids"], tok("a><b")["input_ids"]  # alone the prefix ends in ">", in context in "><"
+    ([1, 2], [1, 0, 4])
+    >>> prefix_ids(tok, "a>", follows="<b")  # "a" only: the model writes "><" itself, as in training
+    [1]
+    """
+    if not follows:
+        return tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(prefix + follows, add_special_tokens=False)["input_ids"]
+    for k in range(len(ids), 0, -1):
+        text = tokenizer.decode(ids[:k])
+        if len(text) <= len(prefix) and prefix.startswith(text):
+            return ids[:k]
+    return tokenizer(prefix, add_special_tokens=False)["input_ids"]  # nothing fits: the prefix as it is
+
+
+def append_prefill(batch: dict, tokenizer, prefills: list[str], follows: str = "") -> dict:
     """Append per-row answer prefixes (Hint-GRPO's ``<polarity>x</polarity>``) after the prompt.
 
     Prompts are left-padded, so appending on the right keeps every row aligned at its end; rows get
     prefixes of different token lengths, so shorter ones are left-padded again to the longest.
+    ``follows``: see :func:`prefix_ids`. ``prefill_ids`` holds each row's prefix tokens.
     """
     ids, mask = batch["input_ids"], batch["attention_mask"]  # [B, P]
-    pre = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prefills]
+    pre = [prefix_ids(tokenizer, p, follows) for p in prefills]
     longest = max(len(p) for p in pre)
     pad_id = tokenizer.pad_token_id
     rows, masks = [], []
@@ -60,6 +98,7 @@ def append_prefill(batch: dict, tokenizer, prefills: list[str]) -> dict:
     out = dict(batch)
     out["input_ids"], out["attention_mask"] = torch.stack(rows), torch.stack(masks)
     out["prefill_lengths"] = torch.tensor([len(p) for p in pre])
+    out["prefill_ids"] = pre
     return out
 
 
@@ -77,13 +116,15 @@ def decode_completions(tokenizer, completion_ids: torch.Tensor) -> list[str]:
 @torch.no_grad()
 def generate_texts(model, tokenizer, batch: dict, *, max_new_tokens: int, use_audio_in_video: bool,
                    do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                   num_return_sequences: int = 1, prefills: list[str] | None = None) -> list[str]:
+                   num_return_sequences: int = 1, prefills: list[str] | None = None,
+                   prefill_follows: str = "") -> list[str]:
     """Generate answers for a collated batch; returns ``B * num_return_sequences`` texts, grouped by prompt.
 
-    With ``prefills``, each row's answer starts with its prefix, and the returned text includes it.
+    With ``prefills``, each row's answer starts with its prefix (cut per :func:`prefix_ids` when
+    ``prefill_follows`` is given), and the returned text includes it.
     """
     if prefills is not None:
-        batch = append_prefill(batch, tokenizer, prefills)
+        batch = append_prefill(batch, tokenizer, prefills, prefill_follows)
     device = next(model.parameters()).device
     inputs = model_inputs(batch, device)
     was_training = model.training
@@ -99,5 +140,6 @@ def generate_texts(model, tokenizer, batch: dict, *, max_new_tokens: int, use_au
         model.train(was_training)
     texts = decode_completions(tokenizer, out[:, inputs["input_ids"].shape[1]:])
     if prefills is not None:
-        texts = [prefills[i // num_return_sequences] + t for i, t in enumerate(texts)]
+        heads = [tokenizer.decode(p) for p in batch["prefill_ids"]]
+        texts = [heads[i // num_return_sequences] + t for i, t in enumerate(texts)]
     return texts

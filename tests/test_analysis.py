@@ -51,7 +51,8 @@ def test_hint_ablation_script_compares_own_rewards_over_seeds(tmp_path, capsys):
         (job / ".hydra").mkdir(parents=True)
         (job / "grpo").mkdir()
         (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in ["stage=grpo", *name.split(",")]))
-        (job / "metrics.json").write_text(json.dumps({"grpo": {"demo": {"acc2": 0.5 + i / 10, "mae": 0.2}}}))
+        (job / "metrics.json").write_text(json.dumps({"grpo": {"demo": {"acc2": 0.5 + i / 10, "mae": 0.2,
+                                                                   "parse_fail_rate": 0.1}}}))
         pd.DataFrame({"step": range(5), "reward": rewards, "hint/reward_before": rewards,
                       "hard/frac": [0.5] * 5}).to_csv(job / "grpo" / "train_history.csv", index=False)
     plot.main(str(tmp_path))

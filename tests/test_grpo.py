@@ -190,7 +190,7 @@ def test_reused_encoder_outputs_match_recomputed(cache_dir, demo):
     media = encode_media(policy.base, batch)
     rows = torch.tensor([1, 0])
     kw = dict(group_size=2, max_new_tokens=6, temperature=1.0, top_p=1.0, use_audio_in_video=True,
-              prefills=["<polarity>positive</polarity>", "<polarity>negative</polarity>"])
+              prefills=["<polarity>positive</polarity>", "<polarity>negative</polarity>"], prefill_follows="<think>")
     torch.manual_seed(3)
     a = sample(policy.model, policy.base, tok, batch, media, rows, **kw)
     torch.manual_seed(3)
@@ -280,3 +280,22 @@ def test_resume_samples_the_same_rollouts(cache_dir, demo, tmp_path):
     assert cut == full  # step 3 after the resume drew exactly the rollouts of the uninterrupted run
     assert len(set(full[2])) > 1  # real sampling, not one repeated answer
     assert all(torch.equal(w_resumed[k], w_full[k]) for k in w_full)
+
+
+@pytest.mark.parametrize("polarity", ["negative", "neutral", "positive"])
+def test_hint_prefill_is_a_token_prefix_of_the_sft_answers(tiny_dir, polarity):
+    """The hint must end on a token boundary that SFT answers have: its ids are the first ids of a
+    tokenized DC answer with that polarity (tokenized alone, "</polarity>" ends in a lone ">", whereas
+    answers write "><"), and they still carry the whole polarity word."""
+    from transformers import AutoTokenizer
+
+    from msa.dc import HINT_FOLLOWS, format_answer, hint_prefill
+    from msa.generation import prefix_ids
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    ids = prefix_ids(tok, hint_prefill(polarity), HINT_FOLLOWS)
+    answer = tok(format_answer(polarity, "Text: the words are warm.", 0.4, "sims"), add_special_tokens=False)
+    assert answer["input_ids"][: len(ids)] == ids
+    assert tok.decode(ids).startswith(f"<polarity>{polarity}<")
+    alone = tok(hint_prefill(polarity), add_special_tokens=False)["input_ids"]
+    assert answer["input_ids"][: len(alone)] != alone  # the bug this guards against, on this tokenizer

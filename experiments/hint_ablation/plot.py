@@ -27,7 +27,8 @@ FLAGS = ("hint=", "hard=", "seed=")
 
 def job_name(job: Path) -> str:
     overrides = OmegaConf.load(job / ".hydra" / "overrides.yaml") if (job / ".hydra").exists() else []
-    return ",".join(o for o in overrides if o.startswith(FLAGS)) or job.name
+    # Hydra writes swept bools as True/False; the command line says true/false
+    return ",".join(o.lower() for o in overrides if o.startswith(FLAGS)) or job.name
 
 
 def summary(job: Path) -> dict:
@@ -36,6 +37,7 @@ def summary(job: Path) -> dict:
     row = {"own reward first fifth": first, "own reward last fifth": last, "hard frac": h["hard/frac"].mean()}
     m = load_metrics(job).get("grpo", {})
     for ds, met in m.items():
+        row[f"{ds} format-valid"] = 1 - met["parse_fail_rate"]
         for k in ("acc2", "acc2_non0", "acc3", "mae"):
             if isinstance(met.get(k), float):
                 row[f"{ds} {k}"] = met[k]

@@ -208,8 +208,14 @@ def format_answer(polarity: str, reasoning: str, score: float, dataset: str) -> 
     return f"<polarity>{polarity}</polarity><think>{reasoning}</think><score>{format_score(score, dataset)}</score>"
 
 
+# What follows the polarity tag in every SFT answer (format_answer): the prefill of a hint is cut at a
+# token boundary that exists in front of it (msa.generation.prefix_ids), so the model can go on.
+HINT_FOLLOWS = "<think>"
+
+
 def hint_prefill(polarity: str) -> str:
-    """The Hint-GRPO in-answer injection: the true polarity tag, written before the model continues.
+    """The Hint-GRPO in-answer injection: the true polarity tag, written before the model continues
+    (the sampler cuts it at a token boundary the model knows; see ``HINT_FOLLOWS``).
 
     >>> hint_prefill("positive")
     '<polarity>positive</polarity>'

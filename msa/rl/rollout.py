@@ -36,19 +36,22 @@ def completion_mask(ids: Tensor, eos_id: int) -> tuple[Tensor, Tensor]:
 @torch.no_grad()
 def sample(model, thinker, tokenizer, batch: dict, media: MediaEmbeds | None, rows: Tensor, *, group_size: int,
            max_new_tokens: int, temperature: float, top_p: float, use_audio_in_video: bool,
-           prefills: list[str] | None = None) -> Samples:
+           prefills: list[str] | None = None, prefill_follows: str = "") -> Samples:
     """``group_size`` sampled answers for each prompt in ``rows`` (indices into the batch).
 
     ``prefills`` (one per selected prompt) are written at the start of the answer before sampling:
     the in-answer hint injection. The returned completion includes them, flagged by ``prefill_mask``.
+    ``prefill_follows`` is the text that follows a prefill in training answers (for a hint,
+    ``<think>``): the prefill is cut at a token boundary the model knows (see
+    :func:`msa.generation.prefix_ids`), and the model writes the rest of it.
     """
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     ids, mask = batch["input_ids"][rows], batch["attention_mask"][rows]  # [b, P]
     pre_ids = None
     if prefills:  # left-padded prompts + each row's prefill, re-left-padded to a common length
-        extended = append_prefill({"input_ids": ids, "attention_mask": mask}, tokenizer, prefills)
+        extended = append_prefill({"input_ids": ids, "attention_mask": mask}, tokenizer, prefills, prefill_follows)
         ids, mask = extended["input_ids"], extended["attention_mask"]
-        pre_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prefills]
+        pre_ids = extended["prefill_ids"]
     ids_g, mask_g = ids.repeat_interleave(group_size, 0), mask.repeat_interleave(group_size, 0)  # [b*G, P']
     kwargs = dict(attention_mask=mask_g, use_audio_in_video=use_audio_in_video, do_sample=True,
                   temperature=temperature, top_p=top_p, top_k=0, max_new_tokens=max_new_tokens,

@@ -22,7 +22,10 @@ Where we depart from the paper or from TRL, and why:
    our prefill *is* the polarity tag, so the format reward needs it. The polarity reward is therefore
    constant within a hinted group; the learning signal comes from format and score.
 4. The prefill tokens are masked out of the policy loss and the KL (they were not sampled); under the
-   per-sequence "grpo" aggregation they would otherwise get a length-correlated push.
+   per-sequence "grpo" aggregation they would otherwise get a length-correlated push. The prefill is
+   cut at a token boundary that occurs in the SFT answers (``</polarity`` + the model's own ``><``
+   token): tokenized alone, ``</polarity>`` ends in a lone ``>`` the model has never continued, and
+   no hinted rollout came out well formed (0 of 216 on the demo) until this was fixed.
 5. Reference = the SFT policy: the SFT adapter is merged into the base weights at load time and a
    fresh LoRA is trained, so ``disable_adapter()`` is the reference with no second copy. With full
    fine-tuning the reference is a frozen deep copy (twice the weight memory: +16.6 GiB in bf16 for 7B).
@@ -43,7 +46,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from msa.dc import hint_prefill, polarity_of
+from msa.dc import HINT_FOLLOWS, hint_prefill, polarity_of
 from msa.generation import suppressed_ids
 from msa.models import export_policy
 from msa.models.encode import encode_media
@@ -124,7 +127,7 @@ class GRPOModule(PolicyModule):
         return sample(self.model, self.policy.base, self.policy.tokenizer, batch, media, rows,
                       group_size=g.num_generations, max_new_tokens=g.max_new_tokens,
                       temperature=g.temperature, top_p=g.top_p, use_audio_in_video=batch["use_audio_in_video"],
-                      prefills=prefills)
+                      prefills=prefills, prefill_follows=HINT_FOLLOWS if prefills else "")
 
     def _rewards(self, texts, labels):
         G = self.g.num_generations
