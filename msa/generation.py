@@ -48,7 +48,7 @@ def prefix_ids(tokenizer, prefix: str, follows: str = "") -> list[int]:
     BPE merges across the end of a prefix: our tokenizer (and Qwen's) writes ``</polarity><think>`` with
     a ``><`` token, so ``<polarity>x</polarity>`` tokenized on its own ends in a lone ``>`` that never
     preceded ``think`` in any training answer, and the continuation leaves the format (measured: 0 of
-    216 hinted rollouts well formed on the demo). So we tokenize ``prefix + follows`` (the text that
+    216 logged hinted rollouts well formed on the demo). So we tokenize ``prefix + follows`` (the text that
     follows the prefix in training answers) and keep the longest run of leading tokens that lies inside
     ``prefix``; the model writes the rest of the prefix itself (here the final ``>``).
 

@@ -25,7 +25,7 @@ Where we depart from the paper or from TRL, and why:
    per-sequence "grpo" aggregation they would otherwise get a length-correlated push. The prefill is
    cut at a token boundary that occurs in the SFT answers (``</polarity`` + the model's own ``><``
    token): tokenized alone, ``</polarity>`` ends in a lone ``>`` the model has never continued, and
-   no hinted rollout came out well formed (0 of 216 on the demo) until this was fixed.
+   no hinted rollout came out well formed (0 of 216 logged on the demo) until this was fixed.
 5. Reference = the SFT policy: the SFT adapter is merged into the base weights at load time and a
    fresh LoRA is trained, so ``disable_adapter()`` is the reference with no second copy. With full
    fine-tuning the reference is a frozen deep copy (twice the weight memory: +16.6 GiB in bf16 for 7B).
