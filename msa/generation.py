@@ -45,8 +45,8 @@ def model_inputs(batch: dict, device=None) -> dict:
 def prefix_ids(tokenizer, prefix: str, follows: str = "") -> list[int]:
     """Token ids of an answer prefix, cut where the model can continue it as it did in training.
 
-    BPE merges across the end of a prefix: our tokenizer (and Qwen's) writes ``</polarity><think>`` with
-    a ``><`` token, so ``<polarity>x</polarity>`` tokenized on its own ends in a lone ``>`` that never
+    BPE merges across the end of a prefix: our offline tokenizer writes ``</polarity><think>`` with a
+    ``><`` token (any BPE with such a merge does the same; the cut costs nothing where there is none), so ``<polarity>x</polarity>`` tokenized on its own ends in a lone ``>`` that never
     preceded ``think`` in any training answer, and the continuation leaves the format (measured: 0 of
     216 logged hinted rollouts well formed on the demo). So we tokenize ``prefix + follows`` (the text that
     follows the prefix in training answers) and keep the longest run of leading tokens that lies inside
