@@ -46,10 +46,11 @@ def prefix_ids(tokenizer, prefix: str, follows: str = "") -> list[int]:
     """Token ids of an answer prefix, cut where the model can continue it as it did in training.
 
     BPE merges across the end of a prefix: our offline tokenizer writes ``</polarity><think>`` with a
-    ``><`` token (any BPE with such a merge does the same; the cut costs nothing where there is none), so ``<polarity>x</polarity>`` tokenized on its own ends in a lone ``>`` that never
+    ``><`` token, so ``<polarity>x</polarity>`` tokenized on its own ends in a lone ``>`` that never
     preceded ``think`` in any training answer, and the continuation leaves the format (measured: 0 of
-    216 logged hinted rollouts well formed on the demo). So we tokenize ``prefix + follows`` (the text that
-    follows the prefix in training answers) and keep the longest run of leading tokens that lies inside
+    216 logged hinted rollouts well formed on the demo). Any BPE with such a merge does the same; where
+    there is none the cut changes nothing. So we tokenize ``prefix + follows`` (the text that follows
+    the prefix in training answers) and keep the longest run of leading tokens that lies inside
     ``prefix``; the model writes the rest of the prefix itself (here the final ``>``).
 
     >>> class Greedy:  # longest-match tokenizer over a five-piece vocabulary
