@@ -188,3 +188,11 @@ def test_no_disk_cache_computes_every_time(clips, processor):
     cache.audio(clips["a"])
     cache.audio(clips["a"])
     assert cache.stats == {"audio/miss": 2}
+
+
+def test_video_uses_the_reference_total_pixel_cap(clips, processor):
+    """qwen-omni-utils shares a total pixel budget over a video's frames; transformers does it only when
+    asked. A short clip is far below the budget, so its frames keep the per-frame size."""
+    cache = MediaCache(processor, None)
+    assert cache._merged["videos_kwargs"]["cap_pixels_per_frame"] is True
+    assert cache.video(clips["a"])["video_grid_thw"].shape == (1, 3)

@@ -201,11 +201,16 @@ class MediaCache:
             size["shortest_edge"] = int(video_min_pixels)
         if video_max_pixels is not None:
             size["longest_edge"] = int(video_max_pixels)
-        extra = {}
+        extra: dict = {"videos_kwargs": {}}
         if size:
             default = processor._merge_kwargs(tokenizer_init_kwargs=processor.tokenizer.init_kwargs, fps=self.fps,
                                               return_tensors="pt")["videos_kwargs"]["size"]
-            extra = {"videos_kwargs": {"size": {**default, **size}}}
+            extra["videos_kwargs"]["size"] = {**default, **size}
+        if hasattr(processor.video_processor, "cap_pixels_per_frame"):
+            # qwen-omni-utils (the reference preprocessing) bounds a video's total pixels by sharing a budget
+            # over its frames; transformers 5.x does so only when asked (and warns until then). For clips of
+            # a few seconds the share exceeds the per-frame cap, so nothing changes but the warning.
+            extra["videos_kwargs"]["cap_pixels_per_frame"] = True
         merged = processor._merge_kwargs(tokenizer_init_kwargs=processor.tokenizer.init_kwargs, fps=self.fps,
                                          return_tensors="pt", **extra)
         self._merged = dict(merged, load_audio_from_video=False)  # a lone clip, features only
