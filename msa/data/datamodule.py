@@ -202,12 +202,14 @@ class MSADataModule(L.LightningDataModule):
                                 collate_fn=self.collator(targets=self.targets),
                                 persistent_workers=self.num_workers > 0)
 
-    def _fit_progress(self) -> tuple[int, int] | None:
-        """(epoch, training batches finished in it) while a Trainer fits this module, else None."""
+    def _fit_progress(self) -> tuple[int, int, int] | None:
+        """(epoch, training batches finished in it, batches per epoch) while a Trainer fits this module."""
         trainer = self.trainer
         if trainer is None:
             return None
-        return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        per_epoch = trainer.num_training_batches
+        per_epoch = int(per_epoch) if per_epoch != float("inf") else 2**62
+        return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed, per_epoch
 
     def val_dataloader(self) -> DataLoader:
         return self.dataloader("valid")

@@ -11,7 +11,9 @@ resumed epoch starts over in a new order, so some clips are seen twice and other
 - :class:`ResumableDataLoader` implements Lightning's ``state_dict``/``load_state_dict`` hooks for
   loaders. Its state is the epoch and the number of batches the training loop has finished in it,
   read from the trainer's progress counters at checkpoint time. (Counting batches inside the loader
-  would be off by Lightning's one-batch prefetch.)
+  would be off by Lightning's one-batch prefetch.) The data module supplies those counters, so the
+  resume is exact when the module is passed as ``fit(datamodule=...)``, as every stage does; a loader
+  passed on its own saves an empty state.
 
 Under DDP Lightning swaps the sampler for a ``DistributedSampler`` (its own seeded per-epoch shuffle)
 and rebuilds the batch sampler around it; skipping works on each rank's shard the same way.
@@ -62,8 +64,9 @@ class ResumableBatchSampler(BatchSampler):
         return itertools.islice(super().__iter__(), skip, None)
 
 
-# (epoch, batches the training loop finished in it), or None outside a fit.
-Progress = Callable[[], "tuple[int, int] | None"]
+# (epoch, batches the training loop finished in it, batches it runs per epoch), or None outside a fit.
+# The last is the trainer's count, which limit_train_batches may make shorter than the loader.
+Progress = Callable[[], "tuple[int, int, int] | None"]
 
 
 class ResumableDataLoader(DataLoader):
@@ -77,14 +80,14 @@ class ResumableDataLoader(DataLoader):
         now = self.progress() if self.progress is not None else None
         if now is None:
             return {}
-        epoch, done = now
-        return {"epoch": int(epoch), "batches_done": int(done)}
+        epoch, done, per_epoch = now
+        return {"epoch": int(epoch), "batches_done": int(done), "batches_per_epoch": int(per_epoch)}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
             return
         epoch, done = state["epoch"], state["batches_done"]
-        per_epoch = len(self.batch_sampler)
+        per_epoch = min(state.get("batches_per_epoch", len(self.batch_sampler)), len(self.batch_sampler))
         if done >= per_epoch:  # saved at the end of an epoch: the next one starts from its beginning
             epoch, done = epoch + 1, 0
         # Lightning draws the resumed epoch's first batch before it calls set_epoch: set it here.
