@@ -71,7 +71,7 @@ def test_eval_stage_writes_predictions_and_metrics(make_cfg, tmp_path):
 
 
 @pytest.mark.slow
-def test_pipeline_end_to_end(make_cfg):
+def test_pipeline_end_to_end(make_cfg, monkeypatch):
     from train import train
 
     cfg = make_cfg(*SMALL)
@@ -81,6 +81,23 @@ def test_pipeline_end_to_end(make_cfg):
     assert (out / "cot" / "cot.jsonl").exists() and (out / "checkpoints" / "best" / "msa_policy.json").exists()
     assert list((out / "grpo" / "completions").glob("*.parquet"))
     assert set(metrics["grpo_train"]) >= {"reward_first_fifth", "reward_last_fifth", "hint_rate", "hard_frac"}
+    # the notebooks run on this output as a researcher would open them (outputs/<task>/<time>/)
+    work = out.parent / "nb"
+    (work / "outputs" / "pipeline").mkdir(parents=True)
+    (work / "outputs" / "pipeline" / "run").symlink_to(out, target_is_directory=True)
+    (work / "outputs" / "hint_ablation").mkdir()
+    (work / "outputs" / "hint_ablation" / "0_grpo").symlink_to(out, target_is_directory=True)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        run_notebook(nb)
+
+
+def run_notebook(path):
+    """Execute a notebook's code cells in order in one namespace (display -> print)."""
+    cells = json.loads(path.read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    exec(compile(code, str(path), "exec"), {"display": print, "__name__": "__notebook__"})
 
 
 @pytest.mark.slow
