@@ -162,3 +162,15 @@ def test_wandb_offline_run_gets_the_predictions_table_and_is_finished(cache_dir,
     table = json.loads(tables[0].read_text())
     assert {"id", "completion", "prediction", "label"} <= set(table["columns"]) and len(table["data"]) == 4
     assert "finishing run" in (runs[0] / "logs" / "debug.log").read_text()  # finished, not leaked
+
+
+def test_grpo_writes_a_resumable_checkpoint_every_n_steps(make_cfg):
+    import torch
+
+    from train import train
+
+    cfg = make_cfg("stage=grpo", *SMALL, "grpo.max_steps=3", "trainer.checkpoint_every_n_steps=2")
+    train(cfg)
+    saved = torch.load(Path(cfg.grpo.checkpoint_dir) / "last.ckpt", weights_only=True)
+    assert saved["global_step"] in (2, 3)  # step 2 by the periodic callback, step 3 if the run end wrote one
+    assert len(saved["msa_grpo_history"]) == saved["global_step"] and "msa_rng" in saved

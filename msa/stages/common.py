@@ -59,10 +59,14 @@ def build_trainer(ctx, stage: str, *, monitor: str | None, ckpt_dir: str, **over
     cfg = ctx.cfg
     targs = OmegaConf.to_container(cfg.trainer, resolve=True)
     targs.update({k: v for k, v in overrides.items() if v is not None})
+    every = targs.pop("checkpoint_every_n_steps", None)
     callbacks = [SkipCounter(),
+                 # the best epoch by the monitored metric (SFT), and last.ckpt at each epoch end
                  ModelCheckpoint(dirpath=ckpt_dir, filename=f"{stage}-{{step}}", monitor=monitor,
-                                 mode="max", save_last=True, save_top_k=1 if monitor else 0,
-                                 every_n_train_steps=targs.pop("checkpoint_every_n_steps", None))]
+                                 mode="max", save_last=True, save_top_k=1 if monitor else 0)]
+    if every:  # last.ckpt every N steps too, so a crash mid-epoch (or mid-GRPO) loses at most N steps
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, monitor=None, save_top_k=0, save_last=True,
+                                         every_n_train_steps=int(every)))
     logger = make_logger(cfg, stage, ctx.output_dir)
     if logger is not None and cfg.callbacks.get("lr_monitor", False):
         callbacks.append(LearningRateMonitor(logging_interval="step"))
