@@ -103,6 +103,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.ckpt_path:
         _check(Path(cfg.ckpt_path).exists(), "ckpt_path", f"{cfg.ckpt_path} does not exist")
 
+    every = cfg.trainer.get("checkpoint_every_n_steps")
+    _check(every is None or (isinstance(every, int) and every >= 1), "trainer.checkpoint_every_n_steps",
+           f"must be a positive number of steps or null, got {every!r}")
     trained = [s for s in run if s in ("sft", "grpo")]
     _check(not (_distributed(cfg.trainer) and len(trained) > 1), "stage.run",
            f"{trained} under a multi-process strategy: Lightning's DDP launcher re-runs the script on the "

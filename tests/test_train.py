@@ -27,7 +27,8 @@ def run_cli(args, cache_dir, timeout=600):
 @pytest.mark.parametrize("arg,key", [("hint=maybe", "hint"), ("hnt=false", "hnt"), ("seed=abc", "seed"),
                                      ("grpo.num_generations=1", "grpo.num_generations"),
                                      ("data.on_error=ignore", "data.on_error"),
-                                     ("trainer=ddp_cpu", "stage.run")])
+                                     ("trainer=ddp_cpu", "stage.run"),
+                                     ("trainer.checkpoint_every_n_steps=0", "trainer.checkpoint_every_n_steps")])
 def test_bad_values_fail_with_one_line_naming_the_key(arg, key, cache_dir):
     r = run_cli([arg], cache_dir, timeout=120)
     assert r.returncode != 0
