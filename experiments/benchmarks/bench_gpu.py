@@ -22,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import lightning as L
+import torch
+
 ROOT = Path(__file__).resolve().parents[2]
 REASONING = ("Text: the speaker says the film was better than expected and the ending moved them. "
              "Audio: the pitch rises at the end of each phrase and the pace is lively, with no hesitation. "
@@ -50,33 +53,27 @@ def compose(model: str, overrides: list[str], out: Path):
     return cfg
 
 
-class StepTimer:
-    """Lightning callback: wall time of every training step (CUDA synchronised)."""
+class StepTimer(L.Callback):
+    """Wall time of every training step (CUDA synchronised, so GPU work is inside the step)."""
 
-    def __new__(cls):
-        import lightning as L
-        import torch
+    def __init__(self):
+        self.times: list[float] = []
 
-        class _Timer(L.Callback):
-            def __init__(self):
-                self.times = []
+    @staticmethod
+    def _sync():
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
 
-            def on_train_batch_start(self, *a):
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                self.t0 = time.perf_counter()
+    def on_train_batch_start(self, *a):
+        self._sync()
+        self.t0 = time.perf_counter()
 
-            def on_train_batch_end(self, *a):
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                self.times.append(time.perf_counter() - self.t0)
-
-        return _Timer()
+    def on_train_batch_end(self, *a):
+        self._sync()
+        self.times.append(time.perf_counter() - self.t0)
 
 
 def peak_gib() -> float:
-    import torch
-
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
 
 
@@ -89,9 +86,6 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="GRPO steps (the first is reported apart)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides, after --")
     args = ap.parse_args()
-
-    import lightning as L
-    import torch
 
     import msa.stages.grpo as grpo_mod
     from msa.dc import format_answer, polarity_of
@@ -136,12 +130,10 @@ def main() -> None:
     real_sample = grpo_mod.sample
 
     def counted(*a, **k):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        StepTimer._sync()
         t0 = time.perf_counter()
         s = real_sample(*a, **k)
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        StepTimer._sync()
         tokens["t"] += time.perf_counter() - t0
         tokens["n"] += int((s.completion_mask * (1 - s.prefill_mask)).sum())
         return s

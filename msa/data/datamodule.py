@@ -24,7 +24,6 @@ from pathlib import Path
 
 import lightning as L
 import pandas as pd
-import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
@@ -183,24 +182,22 @@ class MSADataModule(L.LightningDataModule):
 
     def dataloader(self, split: str, *, shuffle: bool = False, batch_size: int | None = None,
                    targets: Mapping[str, str] | None = None) -> DataLoader:
-        """A loader over ``split`` (train/valid/test); the named loaders below are shortcuts."""
+        """A loader over ``split`` (train/valid/test); the named loaders below are shortcuts.
+
+        Order is seeded per epoch; the train loader also reports how far an epoch got, so that
+        ``ckpt_path=`` resumes mid-epoch batch for batch (msa.data.sampling).
+        """
         if not self.datasets:
             self.setup()
         if split not in self.datasets:
             raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(self.datasets[split], batch_size=batch_size or self.eval_batch_size, shuffle=shuffle,
-                          generator=generator, num_workers=self.num_workers,
-                          collate_fn=self.collator(targets=targets), persistent_workers=self.num_workers > 0)
+        return resumable_loader(self.datasets[split], batch_size=batch_size or self.eval_batch_size, shuffle=shuffle,
+                                seed=self.seed, progress=self._fit_progress if split == "train" else None,
+                                num_workers=self.num_workers, collate_fn=self.collator(targets=targets),
+                                persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        """Seeded per-epoch order that ``ckpt_path=`` resumes mid-epoch batch for batch (msa.data.sampling)."""
-        if not self.datasets:
-            self.setup()
-        return resumable_loader(self.datasets["train"], batch_size=self.batch_size, shuffle=self.shuffle,
-                                seed=self.seed, progress=self._fit_progress, num_workers=self.num_workers,
-                                collate_fn=self.collator(targets=self.targets),
-                                persistent_workers=self.num_workers > 0)
+        return self.dataloader("train", shuffle=self.shuffle, batch_size=self.batch_size, targets=self.targets)
 
     def _fit_progress(self) -> tuple[int, int, int] | None:
         """(epoch, training batches finished in it, batches per epoch) while a Trainer fits this module."""

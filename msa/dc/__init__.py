@@ -9,6 +9,6 @@ from msa.dc.polarity import POLARITIES, polarity_of
 from msa.dc.prompt import MEDIA_PLACEHOLDER, SCORE_SYSTEM_PROMPT, SYSTEM_PROMPT, build_conversation
 
 __all__ = [
-    "HINT_FOLLOWS", "MEDIA_PLACEHOLDER", "POLARITIES", "Parsed", "SCORE_SYSTEM_PROMPT", "SYSTEM_PROMPT", "build_conversation",
-    "format_answer", "format_score", "hint_prefill", "parse_completion", "polarity_of",
+    "HINT_FOLLOWS", "MEDIA_PLACEHOLDER", "POLARITIES", "Parsed", "SCORE_SYSTEM_PROMPT", "SYSTEM_PROMPT",
+    "build_conversation", "format_answer", "format_score", "hint_prefill", "parse_completion", "polarity_of",
 ]

@@ -3,12 +3,41 @@ only the trainable weights plus the RNG states, and AdamW with warmup + cosine."
 
 from __future__ import annotations
 
+import random
+
 import lightning as L
+import numpy as np
 import torch
 
 from msa.models import trainable_parameters
 from msa.schedules import warmup_cosine
-from msa.stages.common import rng_state, set_rng_state
+
+
+def rng_state() -> dict:
+    """Every global RNG a training step draws from (sampling in GRPO, dropout in SFT).
+
+    Lightning checkpoints do not hold them; without them a resumed GRPO run samples other rollouts than
+    the uninterrupted run would have. Stored under ``checkpoint["msa_rng"]`` by :class:`PolicyModule`.
+    """
+    # Plain types and tensors only: Lightning loads checkpoints with torch.load(weights_only=True).
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                    gauss], "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict | None) -> None:
+    """Restore :func:`rng_state` (no-op for a checkpoint written without one)."""
+    if not state:
+        return
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class PolicyModule(L.LightningModule):

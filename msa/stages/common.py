@@ -84,43 +84,6 @@ def test_policy(ctx, stage: str, export_dir: str | Path, *, answer: str) -> dict
     return evaluate_policy(ctx, policy, stage=stage, answer=answer)
 
 
-def rng_state() -> dict:
-    """Every global RNG a training step draws from (sampling in GRPO, dropout in SFT).
-
-    Lightning checkpoints do not hold them; without them a resumed GRPO run samples other rollouts than
-    the uninterrupted run would have. Stored under ``checkpoint["msa_rng"]`` by the stage modules.
-    """
-    import random
-
-    import numpy as np
-    import torch
-
-    # Plain types and tensors only: Lightning loads checkpoints with torch.load(weights_only=True).
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
-                                                    gauss], "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict | None) -> None:
-    """Restore :func:`rng_state` (no-op for a checkpoint written without one)."""
-    if not state:
-        return
-    import random
-
-    import numpy as np
-    import torch
-
-    random.setstate(state["python"])
-    name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def read_export_meta(path: str | Path | None) -> dict:
     if not path:
         return {}

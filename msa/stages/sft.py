@@ -19,7 +19,6 @@ import logging
 import math
 from pathlib import Path
 
-
 from msa.dc import format_answer, format_score
 from msa.evaluation import prediction_records, selection_score, summarize
 from msa.generation import generate_texts, model_inputs
