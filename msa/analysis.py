@@ -8,6 +8,7 @@ Notebooks stay thin; the logic lives here, where tests reach it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -47,11 +48,12 @@ def smooth(values: pd.Series, window: int = 5) -> pd.Series:
     return values.rolling(window, min_periods=1).mean()
 
 
-def plot_reward_curves(runs: dict[str, str | Path], out_png: str | Path, window: int = 5,
-                       column: str = "reward") -> Path:
+def plot_reward_curves(runs: dict[str, str | Path | Sequence[str | Path]], out_png: str | Path, window: int = 5,
+                       column: str = "reward", title: str | None = None) -> Path:
     """A per-step GRPO scalar (default the mean reward) for each named run, e.g.
     ``{"hint=true": dir1, "hint=false": dir2}``; ``column="hint/reward_before"`` plots the reward of the
-    policy's own samples, before hinted groups replace hard ones."""
+    policy's own samples, before hinted groups replace hard ones. A name may map to several runs (seeds):
+    their mean is drawn, with a +-1 std band over the seeds at each step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,10 +61,17 @@ def plot_reward_curves(runs: dict[str, str | Path], out_png: str | Path, window:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, d in runs.items():
-        h = reward_curve(d)
-        ax.plot(h["step"], smooth(h[column], window), label=name)
+        dirs = [d] if isinstance(d, (str, Path)) else list(d)
+        curves = pd.concat({i: reward_curve(x).set_index("step")[column] for i, x in enumerate(dirs)}, axis=1)
+        mean = smooth(curves.mean(axis=1), window)
+        line, = ax.plot(mean.index, mean.values, label=name if len(dirs) == 1 else f"{name} (n={len(dirs)})")
+        if len(dirs) > 1:
+            std = smooth(curves.std(axis=1), window)
+            ax.fill_between(mean.index, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("GRPO step")
     ax.set_ylabel(f"{column} (rolling {window})")
+    if title:
+        ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

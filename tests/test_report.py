@@ -1,0 +1,205 @@
+"""msa.report on hand-made run directories: settings from configs, cells worked out by hand, errors that
+name the run, Markdown / LaTeX / CSV / PNG output."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+
+from msa import report
+
+SIMS_M = {"acc5": 0.5, "acc3": 0.7, "acc2": 0.8, "f1": 0.81, "acc2_weak": 0.6, "r2": 0.3, "mae": 0.3, "corr": 0.7,
+          "parse_fail_rate": 0.0, "n": 10}
+MOSI_M = {"acc7": 0.3, "acc5": 0.35, "acc3": 0.6, "acc2_has0": 0.8, "f1_has0": 0.79, "acc2_non0": 0.85,
+          "f1_non0": 0.84, "mae": 0.9, "corr": 0.75, "parse_fail_rate": 0.0, "n": 10}
+
+
+def make_run(root, name, stages, *, hint=True, hard=True, seed=0, answer="dc", init_from=None, data="sims",
+             metrics=None, rewards=None):
+    d = root / name
+    (d / ".hydra").mkdir(parents=True)
+    cfg = {"task_name": stages[0] if len(stages) == 1 else "pipeline", "hint": hint, "hard": hard, "seed": seed,
+           "init_from": init_from, "stage": {"run": stages}, "data": {"name": data},
+           "model": {"name": "tiny"}, "sft": {"answer": answer}, "eval": {"answer": "${sft.answer}"},
+           "paths": {"output_dir": "${hydra:runtime.output_dir}"}}  # as Hydra saves it: unresolved
+    (d / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "metrics.json").write_text(json.dumps(metrics or {}))
+    if rewards is not None:
+        (d / "grpo").mkdir()
+        pd.DataFrame({"step": range(len(rewards)), "reward": rewards, "hint/reward_before": rewards}).to_csv(
+            d / "grpo" / "train_history.csv", index=False)
+    return d
+
+
+def with_(base, **changes):
+    return {**base, **changes}
+
+
+def four(sims=SIMS_M, mosi=MOSI_M):
+    return {"sims": sims, "simsv2": sims, "mosi": mosi, "mosei": mosi}
+
+
+@pytest.fixture
+def study(tmp_path):
+    """The runs of the whole paper on real dataset names: zero-shot, both SFTs, GRPO (2 seeds) and the
+    two ablations, as a researcher's outputs/ folder would hold them (one sweep folder)."""
+    root = tmp_path / "paper"
+    make_run(root, "cot", ["cot"], metrics={"cot": {"kept": 3}})
+    make_run(root, "zero_shot", ["eval"], metrics={"eval": four(with_(SIMS_M, acc3=0.4, corr=None))})
+    make_run(root, "sft", ["sft"], init_from=None, metrics={"sft": four(with_(SIMS_M, acc3=0.6))})
+    make_run(root, "sft_score", ["sft"], answer="score", metrics={"sft": four(with_(SIMS_M, acc3=0.65))})
+    sweep = root / "grpo_sweep"
+    make_run(sweep, "0_grpo", ["grpo"], init_from="x", seed=0, rewards=[1, 2, 3],
+             metrics={"grpo": four(with_(SIMS_M, acc5=0.5, mae=0.30), with_(MOSI_M, acc7=0.3))})
+    make_run(sweep, "1_grpo", ["grpo"], init_from="x", seed=1, rewards=[1, 2, 4],
+             metrics={"grpo": four(with_(SIMS_M, acc5=0.7, mae=0.34), with_(MOSI_M, acc7=0.4))})
+    make_run(sweep, "2_grpo", ["grpo"], init_from="x", hint=False, rewards=[1, 1, 1],
+             metrics={"grpo": four(with_(SIMS_M, acc3=0.55))})
+    make_run(sweep, "3_grpo", ["grpo"], init_from="x", hard=False, rewards=[2, 2, 2],
+             metrics={"grpo": four(with_(SIMS_M, acc3=0.66))})
+    return root
+
+
+def cells(rendered, label):
+    return next(c for lab, c, _ in rendered.rows if lab.startswith(label))
+
+
+def test_settings_and_cells_worked_by_hand(study):
+    rendered, notes, groups = report.build([study])
+    assert notes == [] and [t.spec.key for t in rendered] == ["I", "II", "III", "IV", "V"]
+    assert {s: len(r) for s, r in groups.items()} == {"zero_shot": 1, "sft_dc": 1, "sft_score": 1, "grpo": 2,
+                                                      "grpo_no_hint": 1, "grpo_no_hard": 1}
+    t1, t2, t3, t4, t5 = rendered
+    assert t1.datasets == ["sims", "simsv2"] and t2.datasets == ["mosi", "mosei"] and t3.datasets == ["sims"]
+    assert t1.columns == ("Acc5", "Acc3", "Acc2", "F1", "MAE", "Corr") and t2.columns == ("Acc7", "Acc2", "F1",
+                                                                                         "MAE", "Corr")
+    # two seeds: acc5 0.5, 0.7 -> mean 60.0, sample std sqrt(0.02) = 0.1414 -> 14.1; MAE 0.30, 0.34 -> 0.320 +- 0.028
+    thinker = cells(t1, "MSA-Thinker")
+    assert thinker[("sims", "Acc5")].text("Acc5") == "60.0 ± 14.1"
+    assert thinker[("sims", "MAE")].text("MAE") == "0.320 ± 0.028"
+    assert cells(t2, "MSA-Thinker")[("mosei", "Acc7")].text("Acc7") == "35.0 ± 7.1"
+    # MOSI-family Acc2 / F1 are MMSA's Non0 figures
+    assert cells(t2, "Zero-shot")[("mosi", "Acc2")].text("Acc2") == "85.0"
+    assert cells(t2, "Zero-shot")[("mosi", "F1")].text("F1") == "84.0"
+    # one seed: no +-; an undefined Corr (null in metrics.json) prints nan
+    assert cells(t1, "Zero-shot")[("sims", "Acc3")].text("Acc3") == "40.0"
+    assert cells(t1, "Zero-shot")[("sims", "Corr")].text("Corr") == "nan"
+    assert cells(t1, "SFT (direct score)")[("sims", "Acc3")].text("Acc3") == "65.0"
+    assert cells(t3, "CoT (SFT)")[("sims", "Acc3")].text("Acc3") == "60.0"
+    assert cells(t4, "w/o Hint")[("sims", "Acc3")].text("Acc3") == "55.0"
+    assert cells(t5, "w/o Hard")[("sims", "Acc3")].text("Acc3") == "66.0"
+    assert [lab for lab, _, _ in t4.rows] == ["w/o Hint", "w/ Hint (n=2)"]
+
+
+def test_markdown_has_every_cell_and_paper_rows_share_the_columns(study):
+    rendered, _, _ = report.build([study], paper=True)
+    t1 = rendered[0]
+    md = report.to_markdown(t1)
+    lines = [ln for ln in md.splitlines() if ln.startswith("| ")]
+    assert lines[0].startswith("| Setting | CH-SIMS Acc5↑ |") and "CH-SIMS v2 Corr↑" in lines[0]
+    body = lines[1:]
+    assert len(body) == 3 + 8  # our three rows + the paper's eight
+    for ln in body:
+        cols = [c.strip() for c in ln.strip("|").split("|")]
+        assert len(cols) == 1 + 12 and all(cols)
+    qwen = next(ln for ln in body if "paper: Qwen2.5Omni" in ln)
+    assert "| 57.6 | 73.3 | 87.5 | 87.0 | 0.235 | 0.841 | 53.6 |" in qwen
+    t3 = report.to_markdown(rendered[2])
+    assert "| paper: CoT(Zero-shot) | 36.5 | 55.1 | 70.0 | 70.8 | 0.462 | 0.558 |" in t3
+
+
+def test_paper_rows_on_other_datasets_are_a_separate_table(tmp_path):
+    root = tmp_path / "demo"
+    make_run(root, "a", ["grpo"], hint=False, data="demo", metrics={"grpo": {"demo": SIMS_M}})
+    make_run(root, "b", ["grpo"], data="demo", metrics={"grpo": {"demo": SIMS_M}})
+    rendered, notes, _ = report.build([root], paper=True)
+    assert [t.spec.key for t in rendered] == ["IV"] and len(notes) == 4
+    md = report.to_markdown(rendered[0])
+    assert "demo (SIMS-like) Acc5↑" in md and "As published (Table IV" in md
+    assert "| paper: w/o Hint | 46.2 | 67.0 | 82.5 | 81.4 | 0.368 | 0.701 |" in md
+
+
+def test_a_run_without_a_needed_dataset_is_named(study):
+    bad = study / "grpo_sweep" / "1_grpo"
+    m = json.loads((bad / "metrics.json").read_text())
+    del m["grpo"]["mosei"]
+    (bad / "metrics.json").write_text(json.dumps(m))
+    with pytest.raises(report.ReportError, match=r"1_grpo.*not tested on 'mosei'"):
+        report.build([study])
+
+
+def test_a_run_without_its_stage_is_named(study):
+    (study / "sft_score" / "metrics.json").write_text(json.dumps({"wall_time_s": {"sft": 3.0}}))
+    with pytest.raises(report.ReportError, match=r"sft_score: no 'sft' test metrics"):
+        report.build([study])
+
+
+def test_missing_setting_is_an_error_when_the_table_is_asked_for(tmp_path):
+    make_run(tmp_path, "a", ["grpo"], metrics={"grpo": {"sims": SIMS_M}})
+    with pytest.raises(report.ReportError, match="Table IV needs runs of grpo_no_hint"):
+        report.build([tmp_path], tables=["IV"])
+    assert report.main([str(tmp_path)]) == 1  # nothing renderable: an error, not an empty report
+
+
+def test_two_runs_of_one_setting_and_seed_are_an_error(study, tmp_path):
+    shutil.copytree(study / "grpo_sweep" / "0_grpo", tmp_path / "again")
+    with pytest.raises(report.ReportError, match="two runs of setting grpo with seed 0"):
+        report.build([study, tmp_path / "again"])
+
+
+def test_metric_names_old_and_new_are_both_read():
+    new = {"f1_weighted": 0.5, "f1_macro": 0.4}
+    old = {"f1": 0.6}
+    assert report.metric_value(new, "sims", "F1", "x") == 0.5
+    assert report.metric_value(old, "sims", "F1", "x") == 0.6
+    assert report.metric_value({"f1_weighted_non0": 0.7, "f1_non0": 0.1}, "mosi", "F1", "x") == 0.7
+    with pytest.raises(report.ReportError, match=r"x: no F1 .*f1_weighted, f1"):
+        report.metric_value({"acc2": 1.0}, "sims", "F1", "x")
+
+
+def test_cli_writes_markdown_latex_csv_and_the_figure(study, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert report.main([str(study), "--paper", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "### Table I:" in printed and "### Table V:" in printed
+    for name in ("tables.md", "tables.tex", "tables.csv", "fig3_reward.png", "fig3_own_reward.png"):
+        assert (out / name).exists(), name
+    assert (out / "fig3_reward.png").stat().st_size > 5000
+    rows = list(csv.DictReader((out / "tables.csv").open()))
+    ours = [r for r in rows if r["source"] == "runs"]
+    assert len(ours) == 3 * 12 + 3 * 10 + 3 * 6 + 2 * 6 + 2 * 6 and all(r["text"] for r in ours)
+    acc5 = next(r for r in ours if r["table"] == "I" and r["row"].startswith("MSA") and r["dataset"] == "sims"
+                and r["metric"] == "Acc5")
+    assert float(acc5["mean"]) == pytest.approx(0.6) and acc5["n"] == "2" and "0_grpo" in acc5["runs"]
+    assert len([r for r in rows if r["source"] == "paper"]) == 8 * 12 + 8 * 10 + 3 * 6 + 2 * 6 + 2 * 6
+    check_latex(out / "tables.tex", n_tables=5)
+
+
+def check_latex(tex_file, n_tables):
+    """Structure always; compiled with pdflatex when one is installed."""
+    tex = tex_file.read_text()
+    assert tex.count(r"\begin{table*}") == tex.count(r"\end{table*}") == n_tables
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == tex.count(r"\toprule") \
+        == tex.count(r"\bottomrule")
+    for block in tex.split(r"\begin{tabular}{")[1:]:
+        spec, body = block.split("}", 1)
+        body = body.split(r"\end{tabular}")[0]
+        for line in body.splitlines():
+            if line.endswith(r"\\") and "multicolumn" not in line:
+                assert line.count(" & ") == len(spec) - 1, line
+    assert "±" not in tex and "_" not in tex.replace(r"\_", "")
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        return
+    doc = tex_file.parent / "doc.tex"
+    doc.write_text(report.LATEX_PREAMBLE + "\n" + tex + "\n\\end{document}\n")
+    r = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=doc.parent,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert (doc.parent / "doc.pdf").stat().st_size > 1000
