@@ -38,6 +38,7 @@ class RunContext:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(_finite(self.metrics), indent=2, default=_jsonable, allow_nan=False))
         tmp.replace(path)
+        summarize_to_wandb(key, value)
 
 
 def is_rank_zero() -> bool:
@@ -90,8 +91,25 @@ def run_name(cfg: DictConfig, stage: str) -> str:
     return f"{stage}-hint_{str(cfg.hint).lower()}-hard_{str(cfg.hard).lower()}-s{cfg.seed}"
 
 
+def run_setting(cfg: DictConfig, stage: str) -> dict:
+    """What tells one run of a study from another, flat, under ``setting`` in the W&B config: the UI's
+    group-by and parallel-coordinates views read ``setting.hint``, ``setting.dataset``, ... directly
+    (the full config is there too, nested, but ``stage.run`` is a list and the model a whole node)."""
+    model = cfg.model.get("name", "?") + (f":{Path(str(cfg.model.path)).name}" if cfg.model.get("path") else "")
+    answer = "dc" if stage == "grpo" else cfg.eval.get("answer") if stage == "eval" else cfg.sft.get("answer")
+    return {"study": cfg.logger.get("group") or cfg.experiment_name, "experiment": cfg.experiment_name,
+            "stage": stage, "dataset": cfg.data.name, "eval_datasets": ",".join(cfg.eval.get("datasets") or [cfg.data.name]),
+            "model": model, "answer": answer, "hint": bool(cfg.hint), "hard": bool(cfg.hard), "seed": int(cfg.seed),
+            "init_from": str(cfg.init_from or "")}
+
+
 def make_logger(cfg: DictConfig, stage: str, output_dir: Path):
-    """A Lightning logger for one stage (``logger=csv|wandb|none``); None when logging is off."""
+    """A Lightning logger for one stage (``logger=csv|wandb|none``); None when logging is off.
+
+    W&B: every run of a study shares ``logger.group`` (default: the preset's ``experiment_name``;
+    ``logger.group=<study>`` on the command line), ``job_type`` is the stage, and the config carries
+    :func:`run_setting`. The eval pass of a training stage (``<stage>-eval``) reuses that stage's run.
+    """
     kind = cfg.logger.get("kind", "none")
     if kind == "none":
         return None
@@ -102,11 +120,33 @@ def make_logger(cfg: DictConfig, stage: str, output_dir: Path):
     if kind == "wandb":
         from lightning.pytorch.loggers import WandbLogger
 
+        base = stage.removesuffix("-eval") or stage  # "eval-eval" (stage=eval's own pass) -> "eval"
+        config = {**OmegaConf.to_container(cfg, resolve=True), "setting": run_setting(cfg, base)}
         return WandbLogger(project=cfg.logger.project, entity=cfg.logger.get("entity"), group=cfg.logger.group,
-                           job_type=stage, name=run_name(cfg, stage), tags=list(cfg.tags), mode=cfg.logger.mode,
-                           save_dir=str(output_dir), log_model=cfg.logger.get("log_model", False),
-                           config=OmegaConf.to_container(cfg, resolve=True))
+                           job_type=base, name=run_name(cfg, base), tags=list(cfg.tags), mode=cfg.logger.mode,
+                           save_dir=str(output_dir), log_model=cfg.logger.get("log_model", False), config=config)
     raise ValueError(f"logger.kind={kind!r}: use csv, wandb or none")
+
+
+def summarize_to_wandb(key: str, value: Any) -> None:
+    """Put a stage's results (test metrics per dataset, training summary) in the open W&B run's summary
+    as ``<key>/<dataset>/<metric>``, so that runs compare on them in the UI; no-op without a W&B run."""
+    import sys
+
+    wandb = sys.modules.get("wandb")  # never import it for a csv/none run
+    if wandb is None or getattr(wandb, "run", None) is None:
+        return
+    flat = {}
+
+    def walk(prefix, x):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                walk(f"{prefix}/{k}", v)
+        elif isinstance(x, (bool, int, float, str)):
+            flat[prefix] = x
+
+    walk(key, _finite(value))
+    wandb.run.summary.update(flat)
 
 
 def log_table(loggers, key: str, dataframe) -> None:

@@ -45,8 +45,9 @@ def test_wandb_names_come_from_experiment_stage_and_flags(make_cfg):
     from msa.runtime import run_name
 
     cfg = make_cfg("stage=grpo", "hint=false", "seed=3", "logger=wandb")
-    assert cfg.logger.group == "demo-grpo" and run_name(cfg, "grpo") == "grpo-hint_false-hard_true-s3"
-    assert make_cfg("experiment=none", "logger=wandb").logger.group == "none-pipeline"
+    # one group per study (the preset), whatever the stage: the stage is the W&B job_type
+    assert cfg.logger.group == "demo" and run_name(cfg, "grpo") == "grpo-hint_false-hard_true-s3"
+    assert make_cfg("experiment=none", "logger=wandb").logger.group == "none"
 
 
 def test_eval_stage_writes_predictions_and_metrics(make_cfg, tmp_path):
