@@ -1,8 +1,11 @@
-"""Reading runs for notebooks and tables: metrics, predictions, GRPO completions and reward curves.
+"""Reading runs for notebooks and tables: metrics, predictions, GRPO completions and reward curves, and
+the reasoning chains beside their clips (cue sentences per modality, tag/score disagreements, cues that
+contradict their modality's label, a picture of a clip with its chain).
 
 Notebooks stay thin; the logic lives here, where tests reach it.
 
     from msa.analysis import load_metrics, load_predictions, load_completions, plot_reward_curves
+    from msa.analysis import run_chains, tag_score_disagreements, cue_contradictions, plot_clip
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -79,3 +83,226 @@ def plot_reward_curves(runs: dict[str, str | Path | Sequence[str | Path]], out_p
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Reasoning chains beside their clips
+# ----------------------------------------------------------------------------------------------
+
+MODALITIES = ("text", "audio", "video")
+UNIMODAL_LABEL = {"text": "label_T", "audio": "label_A", "video": "label_V"}
+# Voice-quality words the stance lexicon of msa.cot_filters (built to read conclusions) lacks; read only
+# when that lexicon finds no stance in a cue sentence. They cover the rule teacher's audio cues too.
+VOICE_WORDS = {"positive": ("bright", "energetic", "lively", "animated", "rises", "rising"),
+               "negative": ("tense", "heavy", "strained", "downcast", "drags", "dragging", "falls", "falling",
+                            "shaky", "trembl")}
+
+
+def cue_sentences(reasoning: str | None, modalities: Sequence[str] = MODALITIES) -> dict[str, str | None]:
+    """The sentence where the chain states each modality's cue: the first sentence that mentions that
+    modality and no other, else the first that mentions it with others; None when never mentioned.
+
+    >>> cue_sentences("The words are kind. The voice is tense. Text and face agree, so positive.")
+    {'text': 'The words are kind.', 'audio': 'The voice is tense.', 'video': 'Text and face agree, so positive.'}
+    """
+    from msa.cot_filters import missing_modalities, split_sentences
+
+    sentences = split_sentences(reasoning if isinstance(reasoning, str) else "")  # None/NaN: no chain
+    mentions = [set(modalities) - set(missing_modalities(s, modalities)) for s in sentences]
+    out = {}
+    for m in modalities:
+        alone = [s for s, ms in zip(sentences, mentions) if ms == {m}]
+        shared = [s for s, ms in zip(sentences, mentions) if m in ms]
+        out[m] = (alone or shared or [None])[0]
+    return out
+
+
+def cue_polarity(sentence: str | None) -> str | None:
+    """positive / negative / neutral as the sentence states its cue (hedges dropped: "slightly warm" is
+    positive); None when it states no stance, or a mixed one.
+
+    >>> [cue_polarity(s) for s in ("The voice is slightly tense.", "The face is not happy.",
+    ...                            "The wording is neutral.", "The score is 0.4.", None)]
+    ['negative', 'negative', 'neutral', None, None]
+    """
+    from msa.cot_filters import sentence_stance
+
+    if not sentence:
+        return None
+    stance, _ = sentence_stance(sentence)
+    if stance in ("positive", "negative", "neutral"):
+        return stance
+    if stance is None:
+        words = sentence.lower().replace(",", " ").replace(".", " ").split()
+        hits = {p for p, stems in VOICE_WORDS.items() for w in words if w.startswith(stems)}
+        if len(hits) == 1:
+            return hits.pop()
+    return None
+
+
+def opposite(a: str | None, b: str | None) -> bool:
+    """Whether two polarities are opposite (positive vs negative); neutral or unknown is never opposite."""
+    return {a, b} == {"positive", "negative"}
+
+
+def chain_table(predictions: pd.DataFrame, labels: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per clip: the chain's polarity tag, its score and the score's polarity, each modality's cue
+    sentence and its polarity, and (with ``labels`` from :func:`msa.data.labels.read_labels`, joined on
+    ``id``, and ``dataset`` when it has one) the transcript and unimodal labels beside them.
+
+    Columns added: ``tag`` (the <polarity>), ``score_polarity`` (``polarity_of(prediction, dataset)``),
+    ``tag_vs_score`` (True where the two differ, for well-formed answers), ``cue_<m>``,
+    ``cue_<m>_polarity``, and with labels ``label_<m>_polarity`` and ``cue_<m>_contradicts`` (the cue's
+    polarity is the opposite of its label's).
+    """
+    from msa.dc import polarity_of
+
+    t = predictions.copy()
+    if labels is not None:
+        on = ["id", "dataset"] if "dataset" in labels else ["id"]  # the synthetic sets share clip ids
+        keep = [*on, "text", "path", *[c for c in UNIMODAL_LABEL.values() if c in labels]]
+        t = t.merge(labels[keep], on=on, how="left", validate="many_to_one")
+    ok = ~t["parse_fail"].astype(bool)
+    t["tag"] = t["parsed_polarity"]
+    t["score_polarity"] = [polarity_of(p, d) if good else None for p, d, good in zip(t.prediction, t.dataset, ok)]
+    t["tag_vs_score"] = ok & (t["tag"] != t["score_polarity"])
+    cues = [cue_sentences(r) for r in t["parsed_reasoning"]]
+    for m in MODALITIES:
+        t[f"cue_{m}"] = [c[m] for c in cues]
+        t[f"cue_{m}_polarity"] = [cue_polarity(c[m]) for c in cues]
+        col = UNIMODAL_LABEL[m]
+        if col in t:
+            t[f"{col}_polarity"] = [None if pd.isna(v) else polarity_of(v, d) for v, d in zip(t[col], t.dataset)]
+            t[f"cue_{m}_contradicts"] = [opposite(c, lab) for c, lab in zip(t[f"cue_{m}_polarity"],
+                                                                            t[f"{col}_polarity"])]
+    return t
+
+
+def tag_score_disagreements(table: pd.DataFrame) -> pd.DataFrame:
+    """The well-formed answers whose <polarity> tag and score disagree (from :func:`chain_table`)."""
+    cols = ["id", "dataset", "label", "tag", "prediction", "score_polarity", "completion"]
+    return table.loc[table["tag_vs_score"], cols].reset_index(drop=True)
+
+
+def cue_contradictions(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (clip, modality) where the chain's cue contradicts that modality's label."""
+    rows = []
+    for m in MODALITIES:
+        col = f"cue_{m}_contradicts"
+        if col not in table:
+            continue
+        for r in table[table[col]].itertuples():
+            rows.append({"id": r.id, "dataset": r.dataset, "modality": m,
+                         "label": getattr(r, UNIMODAL_LABEL[m]), "label_polarity": getattr(r, f"{UNIMODAL_LABEL[m]}_polarity"),
+                         "cue_polarity": getattr(r, f"cue_{m}_polarity"), "cue": getattr(r, f"cue_{m}")})
+    return pd.DataFrame(rows, columns=["id", "dataset", "modality", "label", "label_polarity", "cue_polarity", "cue"])
+
+
+def dataset_roots(run_dir: str | Path) -> dict[str, str]:
+    """dataset -> root directory, as the run saw them (``data.root``, ``eval.roots``, the synthetic sets
+    beside the demo set), from its saved config; environment lookups (``MSA_CACHE``) resolve here."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
+    OmegaConf.set_struct(cfg, False)
+    cfg.paths.output_dir = str(run_dir)  # ${hydra:...} does not resolve outside the run
+    roots = {cfg.data.name: str(cfg.data.root)}
+    for ds in cfg.eval.get("datasets") or []:
+        if str(ds).startswith("demo"):
+            roots.setdefault(ds, f"{cfg.paths.data_dir}/{ds}")
+    roots.update({k: str(v) for k, v in (cfg.eval.get("roots") or {}).items()})
+    return roots
+
+
+def run_chains(run_dir: str | Path, stage: str = "eval", roots: dict[str, str] | None = None) -> pd.DataFrame:
+    """:func:`chain_table` of a run's ``<stage>/predictions.jsonl`` with each dataset's label file."""
+    from msa.data.labels import read_labels
+
+    pred = load_predictions(run_dir, stage)
+    roots = {**dataset_roots(run_dir), **(roots or {})}
+    missing = sorted(set(pred.dataset) - set(roots))
+    if missing:
+        raise ValueError(f"{run_dir}: no root known for {missing}; pass roots={{name: path}}")
+    labels = pd.concat([read_labels(roots[d], d).assign(dataset=d) for d in sorted(set(pred.dataset))],
+                       ignore_index=True)
+    return chain_table(pred, labels)
+
+
+def pitch_track(audio: np.ndarray, sample_rate: int = 16000) -> tuple[np.ndarray, np.ndarray]:
+    """Times (s) and f0 (Hz, NaN where unvoiced) by librosa's pYIN over 65-1000 Hz."""
+    import librosa
+
+    f0, voiced, _ = librosa.pyin(audio.astype(np.float32), fmin=65.0, fmax=1000.0, sr=sample_rate,
+                                 frame_length=1024, hop_length=256)
+    f0 = np.where(voiced, f0, np.nan)
+    return librosa.times_like(f0, sr=sample_rate, hop_length=256), f0
+
+
+_MOD_COLOURS = {"text": "#1f77b4", "audio": "#d62728", "video": "#2ca02c"}
+
+
+def plot_clip(row, out_png: str | Path | None = None, n_frames: int = 6, sample_rate: int = 16000):
+    """A clip the way a person inspects it: a strip of frames, the waveform with its pitch track, the
+    transcript and labels, and the chain with each modality's cue sentence in that modality's colour.
+    ``row`` is a row of :func:`run_chains` (needs ``path``). Returns the figure (saved if ``out_png``)."""
+    import textwrap
+
+    import matplotlib
+
+    if out_png is not None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from msa.data.media import decode_audio, decode_video
+
+    frames = decode_video(row.path, fps=4.0, min_frames=n_frames, max_frames=n_frames)
+    audio = decode_audio(row.path, sample_rate=sample_rate)
+    times, f0 = pitch_track(audio, sample_rate)
+    fig = plt.figure(figsize=(11, 8.5))
+    grid = fig.add_gridspec(4, len(frames), height_ratios=[1.1, 1.0, 0.25, 2.1], hspace=0.45)
+    for i, fr in enumerate(frames):
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(fr)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[1, :])
+    ax.plot(np.arange(len(audio)) / sample_rate, audio, color="0.6", linewidth=0.5)
+    ax.set_xlabel("s")
+    ax.set_ylabel("waveform")
+    ax2 = ax.twinx()
+    ax2.plot(times, f0, color=_MOD_COLOURS["audio"], linewidth=1.5)
+    ax2.set_ylabel("f0 (Hz)", color=_MOD_COLOURS["audio"])
+    unimodal = ", ".join(f"{c} {getattr(row, c):+.1f}" for c in UNIMODAL_LABEL.values()
+                         if hasattr(row, c) and not pd.isna(getattr(row, c)))
+    head = (f"{row.id} ({row.dataset})   label {row.label:+.2f}" + (f"   [{unimodal}]" if unimodal else "")
+            + f"\ntranscript: {textwrap.shorten(str(getattr(row, 'text', '')), 150)}")
+    ax.set_title(head, loc="left", fontsize=9, parse_math=False)  # MMSA ids hold "$_$"
+    text_ax = fig.add_subplot(grid[3, :])
+    text_ax.axis("off")
+    lines = [(f"answer: <polarity>{row.tag}</polarity> ... <score>{row.prediction:+.2f}</score>"
+              + ("   (tag and score disagree)" if row.tag_vs_score else ""), "black")]
+    if row.parse_fail:
+        lines = [(f"not well formed ({getattr(row, 'parsed_error', '')}): "
+                  + textwrap.shorten(str(row.completion), 300), "black")]
+    cue_of = {getattr(row, f"cue_{m}"): m for m in MODALITIES if getattr(row, f"cue_{m}")}
+    from msa.cot_filters import split_sentences
+
+    reasoning = row.parsed_reasoning if isinstance(row.parsed_reasoning, str) else ""
+    for s in split_sentences(reasoning):
+        m = cue_of.get(s)
+        tag = ""
+        if m:
+            pol = getattr(row, f"cue_{m}_polarity")
+            lab = getattr(row, f"{UNIMODAL_LABEL[m]}_polarity", None)
+            tag = f"  [{m} cue: {pol}" + (f"; label {lab}" if lab else "") + \
+                  (" - CONTRADICTS" if getattr(row, f"cue_{m}_contradicts", False) else "") + "]"
+        for j, part in enumerate(textwrap.wrap(s + tag, 130)):
+            lines.append((("    " if j else "") + part, _MOD_COLOURS.get(m, "black")))
+    y = 1.0
+    for text, colour in lines[:22]:
+        text_ax.text(0.0, y, text, color=colour, fontsize=8.5, family="monospace", va="top",
+                     transform=text_ax.transAxes, parse_math=False)
+        y -= 0.075
+    if out_png is not None:
+        fig.savefig(out_png, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    return fig

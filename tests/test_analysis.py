@@ -62,3 +62,51 @@ def test_hint_ablation_script_compares_own_rewards_over_seeds(tmp_path, capsys):
     assert [float(x) for x in rows["hint=true"][:2]] == [1.0, 4.0]
     assert [float(x) for x in rows["hint=false"][:2]] == [1.0, 1.0]
     assert (tmp_path / "reward_curves.png").exists()
+
+
+def chains_fixture():
+    from msa.analysis import chain_table
+
+    pred = pd.DataFrame([
+        # well formed, tag agrees with the score; the voice is said to be tense while label_A is positive
+        {"id": "a", "dataset": "demo", "label": 0.6, "parse_fail": False, "parsed_polarity": "positive",
+         "prediction": 0.6, "completion": "...",
+         "parsed_reasoning": "The words are warm. The voice is tense. The face shows a broad smile. Overall positive."},
+        # tag negative but score +0.4 (positive on SIMS bins); the voice is cheerful while label_A is negative;
+        # a neutral face against a weak negative label_V is a disagreement, not a contradiction
+        {"id": "b", "dataset": "demo", "label": -0.4, "parse_fail": False, "parsed_polarity": "negative",
+         "prediction": 0.4, "completion": "...",
+         "parsed_reasoning": "The transcript is bitter. The voice sounds cheerful. The face is neutral. So negative."},
+        # not well formed: prediction 0, no tag, no cues; never counted as a disagreement
+        {"id": "c", "dataset": "demo", "label": 0.2, "parse_fail": True, "parsed_polarity": None,
+         "prediction": 0.0, "completion": "garbage", "parsed_reasoning": None},
+        # MOSI-like: no unimodal labels, nothing to contradict; tag neutral, score 0.5 is neutral on MOSI ([-0.5, 0.5])
+        {"id": "d", "dataset": "demo_mosi", "label": 0.0, "parse_fail": False, "parsed_polarity": "neutral",
+         "prediction": 0.5, "completion": "...",
+         "parsed_reasoning": "The voice is bright and energetic. The words are plain."},
+    ])
+    labels = pd.DataFrame({"id": ["a", "b", "c", "d"], "text": ["t"] * 4, "path": ["p"] * 4,
+                           "label_T": [0.8, -0.6, 0.2, float("nan")], "label_A": [0.6, -0.4, 0.2, float("nan")],
+                           "label_V": [0.4, -0.2, 0.2, float("nan")]})
+    return chain_table(pred, labels)
+
+
+def test_chain_table_cues_and_polarities():
+    t = chains_fixture().set_index("id")
+    assert t.loc["a", "cue_audio"] == "The voice is tense." and t.loc["a", "cue_audio_polarity"] == "negative"
+    assert t.loc["a", "cue_video"] == "The face shows a broad smile." and t.loc["a", "cue_video_polarity"] == "positive"
+    assert t.loc["b", "cue_text_polarity"] == "negative" and t.loc["b", "cue_video_polarity"] == "neutral"
+    assert t.loc["d", "cue_audio_polarity"] == "positive"  # voice words the stance lexicon lacks
+    assert t["tag_vs_score"].tolist() == [False, True, False, False]
+    assert t.loc["b", "score_polarity"] == "positive" and t.loc["d", "score_polarity"] == "neutral"
+    assert pd.isna(t.loc["c", "cue_text"]) and pd.isna(t.loc["d", "label_T_polarity"])
+
+
+def test_disagreements_and_contradictions_by_hand():
+    from msa.analysis import cue_contradictions, tag_score_disagreements
+
+    t = chains_fixture()
+    assert tag_score_disagreements(t)["id"].tolist() == ["b"]
+    c = cue_contradictions(t)
+    assert list(zip(c["id"], c["modality"], c["cue_polarity"], c["label_polarity"])) == [
+        ("a", "audio", "negative", "positive"), ("b", "audio", "positive", "negative")]
