@@ -203,3 +203,96 @@ def check_latex(tex_file, n_tables):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:]
     assert (doc.parent / "doc.pdf").stat().st_size > 1000
+
+
+# ----------------------------------------------------------------------------------------------
+# experiments/paper/README.md: the commands the tests run are the ones the README shows
+# ----------------------------------------------------------------------------------------------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+STUDY_README = ROOT / "experiments" / "paper" / "README.md"
+
+
+def readme_blocks(marker: str) -> list[str]:
+    """The ```bash blocks right after each ``<!-- marker -->`` line, in order."""
+    import re
+
+    return re.findall(rf"<!-- {marker} -->\n```bash\n(.*?)```", STUDY_README.read_text(), re.S)
+
+
+def _commands(block: str) -> list[str]:
+    return [c for c in block.replace("\\\n", " ").splitlines() if c.startswith("python ")]
+
+
+def _shape(cmd: str) -> set[str]:
+    """What makes a command the run it is, without the sizes and paths that differ between the real and
+    the CPU-sized variant: the stage and the flags a table's rows are told apart by, the run folder."""
+    keep = ("stage=", "sft.answer=", "hint=", "hard=", "init_from=", "hydra.run.dir=", "hydra.sweep.dir=",
+            "sft.cot=", "-m", "msa.report", "--paper", "--out", '"${EVAL[@]}"')
+    return {t for t in cmd.split() if t.startswith(keep)}
+
+
+def test_cpu_variant_mirrors_the_paper_commands():
+    paper, cpu = readme_blocks("paper"), readme_blocks("cpu")
+    assert len(paper) == len(cpu) == 5  # setup, Tables I/II, IV, V, the report
+    for p, c in zip(paper[1:], cpu[1:]):
+        pc, cc = _commands(p), _commands(c)
+        assert len(pc) == len(cc) > 0
+        for a, b in zip(pc, cc):
+            assert _shape(a) == _shape(b), (a, b)
+    for block in (paper, cpu):
+        script = "\n".join(block)
+        r = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert "experiment=paper" in paper[0] and "logger.group=paper" in paper[0]
+
+
+@pytest.mark.slow
+def test_cpu_variant_of_every_study_runs_end_to_end_from_the_readme(tmp_path, monkeypatch):
+    """Every CPU block of experiments/paper/README.md, as written, in one shell; then every table with
+    every cell, the figure, the W&B group of every run, and notebook 01 on the zero-shot run's output."""
+    import os
+
+    out = tmp_path / "out"
+    script = "set -euo pipefail\n" + "\n".join(readme_blocks("cpu"))
+    env = dict(os.environ, OUT=str(out), MSA_CACHE=str(tmp_path / "cache"), WANDB_MODE="offline",
+               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    r = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=5400)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
+    rep = out / "report"
+    md = (rep / "tables.md").read_text()
+    for key in ("I", "II", "III", "IV", "V"):
+        assert f"### Table {key}:" in md
+    n_rows = 0
+    for line in md.splitlines():
+        if line.startswith("| ") and not line.startswith("| Setting"):
+            cols = [c.strip() for c in line.strip("|").split("|")]
+            assert all(cols), line
+            n_rows += 1
+    assert n_rows == 3 + 3 + 3 + 2 + 2 + 8 + 8 + 3 + 2 + 2  # our rows, then the paper's reference rows
+    assert "MSA-Thinker (n=2)" in md and "w/o Hint (n=2)" in md and "w/o Hard (n=2)" in md
+    rows = list(csv.DictReader((rep / "tables.csv").open()))
+    assert all(r["text"] for r in rows)
+    for png in ("fig3_reward.png", "fig3_own_reward.png"):
+        assert (rep / png).stat().st_size > 5000
+    check_latex(rep / "tables.tex", n_tables=5)
+    # one W&B group for the whole study, job type = stage
+    from test_wandb_groups import read_finished_run
+
+    wb = [read_finished_run(d) for d in sorted(out.rglob("offline-run-*"))]
+    assert len(wb) == 3 + 3 * 2  # zero-shot, two SFTs, three GRPO settings x 2 seeds (cot logs nothing)
+    assert {w["group"] for w in wb} == {"paper-cpu"}
+    assert sorted(w["job_type"] for w in wb) == ["eval"] + ["grpo"] * 6 + ["sft"] * 2
+    assert {(w["config"]["setting"]["hint"], w["config"]["setting"]["hard"]) for w in wb
+            if w["job_type"] == "grpo"} == {(True, True), (False, True), (True, False)}
+    # notebook 01 on a run's output, opened as a researcher would (outputs/<task>/<time>/)
+    from test_train import run_notebook
+
+    work = tmp_path / "nb"
+    (work / "outputs" / "eval").mkdir(parents=True)
+    (work / "outputs" / "eval" / "run").symlink_to(out / "zero_shot", target_is_directory=True)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("MSA_CACHE", str(tmp_path / "cache"))
+    run_notebook(ROOT / "notebooks" / "01_reasoning_chains.ipynb")
+    assert (work / "figures" / "clip.png").stat().st_size > 10000

@@ -83,7 +83,12 @@ def test_pipeline_end_to_end(make_cfg, monkeypatch):
     assert (out / "cot" / "cot.jsonl").exists() and (out / "checkpoints" / "best" / "msa_policy.json").exists()
     assert list((out / "grpo" / "completions").glob("*.parquet"))
     assert set(metrics["grpo_train"]) >= {"reward_first_fifth", "reward_last_fifth", "hint_rate", "hard_frac"}
-    # the notebooks run on this output as a researcher would open them (outputs/<task>/<time>/)
+    # the notebooks run on this output as a researcher would open them (outputs/<task>/<time>/), with the
+    # config saved where Hydra saves it (train(cfg) called directly does not)
+    from omegaconf import OmegaConf
+
+    (out / ".hydra").mkdir(exist_ok=True)
+    OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
     work = out.parent / "nb"
     (work / "outputs" / "pipeline").mkdir(parents=True)
     (work / "outputs" / "pipeline" / "run").symlink_to(out, target_is_directory=True)
