@@ -76,25 +76,25 @@ SETTINGS = {
 @dataclass(frozen=True)
 class TableSpec:
     key: str  # I, II, ...
-    title: str
+    title: str  # {train}: the training dataset of the runs
     rows: tuple[tuple[str, str], ...]  # (setting, row label as in the paper)
     family: str  # which columns: "sims" or "mosi"
     in_domain: bool  # only the training dataset (III-V), or every tested dataset of the family (I, II)
 
 
 TABLES = {
-    "I": TableSpec("I", "Table I: trained on SIMS, tested on the SIMS-family sets",
+    "I": TableSpec("I", "Table I: trained on {train}, tested on the SIMS-family sets",
                    (("zero_shot", "Zero-shot"), ("sft_score", "SFT (direct score)"), ("grpo", "MSA-Thinker")),
                    "sims", False),
-    "II": TableSpec("II", "Table II: trained on SIMS, tested on the MOSI-family sets (cross-dataset)",
+    "II": TableSpec("II", "Table II: trained on {train}, tested on the MOSI-family sets (cross-dataset)",
                     (("zero_shot", "Zero-shot"), ("sft_score", "SFT (direct score)"), ("grpo", "MSA-Thinker")),
                     "mosi", False),
-    "III": TableSpec("III", "Table III: two-stage training (in-domain)",
+    "III": TableSpec("III", "Table III: two-stage training, trained and tested on {train}",
                      (("zero_shot", "CoT (Zero-shot)"), ("sft_dc", "CoT (SFT)"), ("grpo", "CoT (SFT+RL)")),
                      "sims", True),
-    "IV": TableSpec("IV", "Table IV: effectiveness of the hint (in-domain)",
+    "IV": TableSpec("IV", "Table IV: effectiveness of the hint, trained and tested on {train}",
                     (("grpo_no_hint", "w/o Hint"), ("grpo", "w/ Hint")), "sims", True),
-    "V": TableSpec("V", "Table V: necessity of hard data (in-domain)",
+    "V": TableSpec("V", "Table V: necessity of hard data, trained and tested on {train}",
                    (("grpo_no_hard", "w/o Hard"), ("grpo", "w/ Hard")), "sims", True),
 }
 FIGURE_RUNS = (("grpo", "w/ Hint"), ("grpo_no_hint", "w/o Hint"), ("grpo_no_hard", "w/o Hard"))  # Fig. 3
@@ -308,6 +308,7 @@ def aggregate(values: Sequence[float]) -> Cell:
 @dataclass
 class Rendered:
     spec: TableSpec
+    title: str
     datasets: list[str]
     rows: list[tuple[str, dict[tuple[str, str], Cell], list[Path]]]  # label, (dataset, column) -> cell, runs
     paper_rows: list[tuple[str, dict[tuple[str, str], float]]] = field(default_factory=list)
@@ -343,9 +344,10 @@ def render_table(spec: TableSpec, groups: dict[str, list[Run]], paper: bool = Fa
         raise ReportError(f"Table {spec.key} needs runs of {', '.join(missing)} ("
                           + "; ".join(f"{s}: {SETTINGS[s]}" for s in missing) + ")")
     datasets = table_datasets(spec, groups)
+    train = groups[spec.rows[0][0]][0].dataset
     if not datasets:
         raise ReportError(f"Table {spec.key}: no run was tested on a {spec.family.upper()}-family dataset")
-    out = Rendered(spec, datasets, [])
+    out = Rendered(spec, spec.title.format(train=DATASET_TITLES.get(train, train)), datasets, [])
     for setting, label in spec.rows:
         runs = groups[setting]
         cells = {}
@@ -392,7 +394,7 @@ def to_markdown(t: Rendered) -> str:
         return v.text(k) if isinstance(v, Cell) else _paper_text(v, k)
 
     rows = [(label, cells) for label, cells, _ in t.rows]
-    parts = [f"### {t.spec.title}", ""]
+    parts = [f"### {t.title}", ""]
     if t.paper_rows and t.paper_datasets == t.datasets:
         parts.append(block(t.datasets, rows + t.paper_rows))
     else:
@@ -429,7 +431,7 @@ def to_latex(t: Rendered) -> str:
         return lines
 
     rows = [(label, cells) for label, cells, _ in t.rows]
-    lines = [r"\begin{table*}[t]", r"\centering", rf"\caption{{{_tex_escape(t.spec.title)}}}",
+    lines = [r"\begin{table*}[t]", r"\centering", rf"\caption{{{_tex_escape(t.title)}}}",
              rf"\label{{tab:{t.spec.key.lower()}}}", r"\resizebox{\textwidth}{!}{%"]
     if t.paper_rows and t.paper_datasets == t.datasets:
         lines += tabular(t.datasets, rows + t.paper_rows) + ["}"]
