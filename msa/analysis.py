@@ -191,9 +191,10 @@ def cue_contradictions(table: pd.DataFrame) -> pd.DataFrame:
         col = f"cue_{m}_contradicts"
         if col not in table:
             continue
+        lab = UNIMODAL_LABEL[m]
         for r in table[table[col]].itertuples():
-            rows.append({"id": r.id, "dataset": r.dataset, "modality": m,
-                         "label": getattr(r, UNIMODAL_LABEL[m]), "label_polarity": getattr(r, f"{UNIMODAL_LABEL[m]}_polarity"),
+            rows.append({"id": r.id, "dataset": r.dataset, "modality": m, "label": getattr(r, lab),
+                         "label_polarity": getattr(r, f"{lab}_polarity"),
                          "cue_polarity": getattr(r, f"cue_{m}_polarity"), "cue": getattr(r, f"cue_{m}")})
     return pd.DataFrame(rows, columns=["id", "dataset", "modality", "label", "label_polarity", "cue_polarity", "cue"])
 

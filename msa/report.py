@@ -134,8 +134,10 @@ _T345 = {  # table: row: CH-SIMS
           "w/ Hard": (54.3, 77.2, 87.5, 87.8, 0.331, 0.780)},
 }
 PAPER: dict[tuple[str, str, str], dict[str, float]] = {
-    **{("I", row, ds): dict(zip(_SIMS_COLS, v)) for row, vals in _T1.items() for ds, v in zip(("sims", "simsv2"), vals)},
-    **{("II", row, ds): dict(zip(_MOSI_COLS, v)) for row, vals in _T2.items() for ds, v in zip(("mosi", "mosei"), vals)},
+    **{("I", row, ds): dict(zip(_SIMS_COLS, v))
+       for row, vals in _T1.items() for ds, v in zip(("sims", "simsv2"), vals)},
+    **{("II", row, ds): dict(zip(_MOSI_COLS, v))
+       for row, vals in _T2.items() for ds, v in zip(("mosi", "mosei"), vals)},
     **{(t, row, "sims"): dict(zip(_SIMS_COLS, v)) for t, rows in _T345.items() for row, v in rows.items()},
 }
 

@@ -98,8 +98,9 @@ def run_setting(cfg: DictConfig, stage: str) -> dict:
     model = cfg.model.get("name", "?") + (f":{Path(str(cfg.model.path)).name}" if cfg.model.get("path") else "")
     answer = "dc" if stage == "grpo" else cfg.eval.get("answer") if stage == "eval" else cfg.sft.get("answer")
     return {"study": cfg.logger.get("group") or cfg.experiment_name, "experiment": cfg.experiment_name,
-            "stage": stage, "dataset": cfg.data.name, "eval_datasets": ",".join(cfg.eval.get("datasets") or [cfg.data.name]),
-            "model": model, "answer": answer, "hint": bool(cfg.hint), "hard": bool(cfg.hard), "seed": int(cfg.seed),
+            "stage": stage, "dataset": cfg.data.name,
+            "eval_datasets": ",".join(cfg.eval.get("datasets") or [cfg.data.name]), "model": model,
+            "answer": answer, "hint": bool(cfg.hint), "hard": bool(cfg.hard), "seed": int(cfg.seed),
             "init_from": str(cfg.init_from or "")}
 
 
