@@ -77,7 +77,9 @@ def model_source(cfg: DictConfig) -> str:
     else:
         base = "7B architecture, random weights (no model.path)"
     if cfg.get("init_from"):
-        return f"{cfg.init_from} (export), on {base}"
+        base = f"{cfg.init_from} (export), on {base}"
+    if not any(s in STAGE_SPLITS for s in cfg.stage.run if s != "cot"):
+        return base
     lora = m.get("lora") or {}
     return base + (f"; LoRA r={lora.get('r')}" if lora.get("enabled") else "; full fine-tuning")
 
