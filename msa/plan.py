@@ -56,10 +56,12 @@ def eval_targets(cfg: DictConfig) -> list[DataTarget]:
 
 def answer_range(cfg: DictConfig, policy_dir: str | Path | None) -> str:
     """The dataset whose range the policy answers in: ``eval.range_dataset``, else what the export at
-    ``policy_dir`` was trained on, else ``data.name``."""
+    ``policy_dir`` was trained on (its ``range_dataset``, else its ``dataset``: an SFT export trained on
+    SIMS answers in [-1, 1] whatever ``data=`` says now), else ``data.name``."""
     from msa.stages.common import read_export_meta
 
-    return cfg.eval.range_dataset or read_export_meta(policy_dir).get("range_dataset") or cfg.data.name
+    meta = read_export_meta(policy_dir)
+    return cfg.eval.range_dataset or meta.get("range_dataset") or meta.get("dataset") or cfg.data.name
 
 
 def stage_splits(cfg: DictConfig, stage: str) -> list[str]:

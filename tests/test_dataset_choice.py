@@ -104,6 +104,19 @@ def test_command_line_targets_win_and_need_roots(make_cfg, dataset_roots):
         validate(make_cfg("stage=eval", "eval.split=val"))
 
 
+def test_an_export_answers_in_the_range_it_was_trained_on(make_cfg, dataset_roots, tmp_path):
+    from msa.plan import answer_range
+
+    sft = tmp_path / "sft_export"
+    sft.mkdir()
+    (sft / "msa_policy.json").write_text(json.dumps({"stage": "sft", "dataset": "sims", "answer": "dc"}))
+    cfg = make_cfg("stage=eval", "data=mosi", f"data.root={dataset_roots['mosi']}")
+    assert answer_range(cfg, sft) == "sims"  # prompted in [-1, 1], scores x3 onto MOSI
+    assert answer_range(cfg, None) == "mosi"  # zero-shot: the target's own range
+    cfg = make_cfg("stage=eval", "data=mosi", f"data.root={dataset_roots['mosi']}", "eval.range_dataset=mosei")
+    assert answer_range(cfg, sft) == "mosei"
+
+
 def test_no_preset_sets_data_keys():
     """Presets change hyperparameters; the data (and what is scored) is data='s and the user's."""
     data_keys = {"data", "eval.datasets", "eval.roots", "eval.split", "eval.range_dataset"}
