@@ -18,7 +18,7 @@ MOSI_HEADER = SIMS_HEADER  # the current MOSI release: SIMS's columns, unimodal 
 MOSEI_HEADER = ["video_id", "clip_id", "text", "label", "annotation", "mode", "label_T", "label_A", "label_V"]
 
 # (video_id, clip_id, label, mode); ids as the real releases spell them: leading '-' and '_' (YouTube
-# ids), zero-padded clip ids. Only the test clips get media: nothing else may be read.
+# ids), zero-padded clip ids. Only the test and valid clips get media: nothing else may be read.
 ROWS = {
     "sims": [("video_0001", "0001", "0.8", "train"), ("video_0001", "0002", "-0.2", "valid"),
              ("video_0002", "0001", "-0.6", "test"), ("video_0010", "0007", "0.0", "test"),
@@ -39,7 +39,7 @@ FAST = ["model=tiny", "eval.max_new_tokens=2", "logger=none"]
 
 
 def make_set(root: Path, dataset: str) -> Path:
-    """An MMSA-layout dataset in ``dataset``'s release format; media for the test clips only."""
+    """An MMSA-layout dataset in ``dataset``'s release format; media for the test and valid clips only."""
     rows = []
     for k, (vid, cid, label, mode) in enumerate(ROWS[dataset]):
         text = f"clip {k} of {dataset}"
@@ -49,7 +49,7 @@ def make_set(root: Path, dataset: str) -> Path:
         else:
             unimodal = ["", "", ""] if dataset == "mosi" else [label] * 3
             rows.append([vid, cid, text, label, *unimodal, "Neutral", mode])
-        if mode == "test":
+        if mode in ("test", "valid", "dev"):
             make_clip(root / "Raw" / vid / f"{cid}.mp4", 1.0, tone=300.0 + 40 * k, shade=9 * k)
     header = MOSEI_HEADER if dataset == "mosei" else SIMS_HEADER
     write_labels(root, rows, header, name="meta.csv" if dataset == "simsv2" else "label.csv")
@@ -144,7 +144,16 @@ def test_eval_scores_exactly_the_fixture_test_clips(make_cfg, dataset_roots, dat
     assert saved["eval"][dataset]["n"] == len(TEST_IDS[dataset])
     recs = [json.loads(x) for x in (out / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert [r["id"] for r in recs] == TEST_IDS[dataset]  # ids exactly: '-', '_' and zeros kept, file order
-    assert {r["dataset"] for r in recs} == {dataset}
+    assert {(r["dataset"], r["split"]) for r in recs} == {(dataset, "test")}
+
+
+def test_eval_split_chooses_the_split_scored(make_cfg, dataset_roots):
+    from train import train
+
+    cfg = make_cfg("stage=eval", "data=simsv2", f"data.root={dataset_roots['simsv2']}", "eval.split=valid", *FAST)
+    train(cfg)
+    recs = [json.loads(x) for x in (Path(cfg.paths.output_dir) / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["split"]) for r in recs] == [("aqgy3_0001$_$00001", "valid")]  # mode 'dev' in meta.csv
 
 
 def test_every_run_prints_its_plan_before_the_model_loads_and_saves_its_config(make_cfg, dataset_roots,

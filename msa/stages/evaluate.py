@@ -9,7 +9,7 @@ What is scored: ``eval.datasets`` (by default the data choice's ``data.eval_data
 the demo adds ``demo_mosi``) at ``eval.split``, each at its root (:func:`msa.plan.eval_targets`).
 The model answers in the range it was trained on (``eval.range_dataset``, default: the export's
 training dataset, else ``data.name``); scores are mapped to each target's range before its metrics.
-Writes ``<run>/<stage>/predictions.jsonl`` (id, dataset, label, completion, parsed fields, prediction,
+Writes ``<run>/<stage>/predictions.jsonl`` (id, dataset, split, label, completion, parsed fields, prediction,
 per-sample rewards) and ``metrics.json`` (dataset -> metric -> value, parse_fail_rate, clamp_rate, n),
 and logs the predictions as a W&B table when ``logger=wandb``.
 """
@@ -54,7 +54,8 @@ def evaluate_policy(ctx, policy, *, stage: str, answer: str) -> dict:
                 continue
             texts = generate_texts(policy.model, policy.tokenizer, _to(batch, device), max_new_tokens=ecfg.max_new_tokens,
                                    use_audio_in_video=batch["use_audio_in_video"])
-            records += prediction_records(texts, batch, dataset=ds, range_dataset=range_ds, answer=answer)
+            batch_records = prediction_records(texts, batch, dataset=ds, range_dataset=range_ds, answer=answer)
+            records += [{**r, "split": target.split} for r in batch_records]
         results[ds] = summarize(records, ds)
         results[ds]["clips_per_s"] = len(records) / max(1e-9, time.perf_counter() - t0)
         all_records += records
