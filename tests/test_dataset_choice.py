@@ -181,3 +181,22 @@ def test_every_run_prints_its_plan_before_the_model_loads_and_saves_its_config(m
     assert saved["data"]["name"] == "mosi" and saved["eval"]["datasets"] == ["mosi"]
     assert saved["eval"]["split"] == "valid" and saved["data"]["root"] == root
     assert (out / "plan.txt").read_text().splitlines() == plan
+
+
+@pytest.mark.slow
+def test_the_issue_command_on_the_command_line(dataset_roots, cache_dir, tmp_path):
+    """``python train.py stage=eval data=mosei data.root=...`` (the default preset is the demo's)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MSA_CACHE=str(cache_dir), HF_HUB_OFFLINE="1")
+    r = subprocess.run([sys.executable, "train.py", "stage=eval", "data=mosei", f"data.root={dataset_roots['mosei']}",
+                        *FAST, f"hydra.run.dir={tmp_path}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert list(json.loads((tmp_path / "metrics.json").read_text())["eval"]) == ["mosei"]
+    plan = (tmp_path / "plan.txt").read_text()
+    assert r.stdout.index("plan\n") < r.stdout.index("outputs:") and plan.splitlines()[0] in r.stdout
+    assert f"mosei  {dataset_roots['mosei']}  (split test)" in plan
+    assert yaml.safe_load((tmp_path / "resolved_config.yaml").read_text())["eval"]["datasets"] == ["mosei"]
