@@ -30,10 +30,15 @@ def train(cfg: DictConfig) -> dict:
 
     from msa.config import validate
     from msa.metrics import format_table
+    from msa.plan import format_plan, plan_rows, save_run_config
     from msa.runtime import RunContext, finish_wandb, is_rank_zero
     from msa.stages import run_stage
 
     validate(cfg)
+    if is_rank_zero():  # what this run will do, before any model or dataset loads
+        plan = format_plan(plan_rows(cfg))
+        print(plan, flush=True)
+        save_run_config(cfg, cfg.paths.output_dir, plan)
     L.seed_everything(cfg.seed, workers=True)
     ctx = RunContext(cfg=cfg, output_dir=Path(cfg.paths.output_dir))
     ctx.output_dir.mkdir(parents=True, exist_ok=True)

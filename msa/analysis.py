@@ -19,8 +19,11 @@ import pandas as pd
 
 
 def load_metrics(run_dir: str | Path) -> dict:
-    """``metrics.json`` of a run: stage -> dataset -> metric -> value."""
-    return json.loads((Path(run_dir) / "metrics.json").read_text())
+    """``metrics.json`` of a run: stage -> dataset -> metric -> value (older runs' F1 names upgraded:
+    ``f1``/``f1_has0``/``f1_non0`` read as ``f1_weighted``/``f1_weighted_has0``/``f1_weighted_non0``)."""
+    from msa.metrics import upgrade_keys
+
+    return upgrade_keys(json.loads((Path(run_dir) / "metrics.json").read_text()))
 
 
 def metrics_table(runs: dict[str, str | Path], stage: str, dataset: str) -> pd.DataFrame:

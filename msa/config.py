@@ -142,5 +142,16 @@ def validate(cfg: DictConfig) -> None:
                "must be 1 for grpo (manual optimisation)")
     if "eval" in run:
         _one_of(cfg, "eval.answer", ("dc", "score"))
+    if any(s in run for s in ("sft", "grpo", "eval")):  # each ends with a pass over the eval targets
+        _one_of(cfg, "eval.split", ("train", "valid", "test"))
         for d in cfg.eval.datasets or []:
-            _check(d in DATASETS, "eval.datasets", f"unknown dataset {d!r}")
+            _check(d in DATASETS, "eval.datasets", f"unknown dataset {d!r}; known: {', '.join(DATASETS)}")
+        from msa.plan import eval_targets
+
+        for t in eval_targets(cfg):  # a missing root fails here, before any model loads
+            own = t.name == cfg.data.name and (cfg.eval.get("roots") or {}).get(t.name) is None
+            key = "data.root" if own else f"eval.roots.{t.name}"
+            _check(t.name.startswith("demo") or Path(t.root).expanduser().exists(), key,
+                   f"{t.root} does not exist ({t.name} in the MMSA layout: label.csv and Raw/)")
+    if any(s in run for s in ("cot", "sft", "grpo")) and not cfg.data.name.startswith("demo"):
+        _check(Path(str(cfg.data.root)).expanduser().exists(), "data.root", f"{cfg.data.root} does not exist")

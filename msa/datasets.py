@@ -9,7 +9,9 @@ metrics and rewards). The neutral band is part of the spec so that a study can c
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 Family = Literal["sims", "mosi"]
@@ -69,7 +71,24 @@ def configure(dataset: str, **changes) -> DatasetSpec:
     return spec
 
 
+def _exact(x: float) -> Fraction:
+    # The decimal a float prints as (its shortest repr): the value the text it was parsed from meant.
+    return Fraction(repr(float(x)))
+
+
 def rescale(score: float, source: str, target: str) -> float:
-    """Map a score from ``source``'s range to ``target``'s linearly (x3 from SIMS to MOSI, /3 back)."""
+    """Map a score from ``source``'s range to ``target``'s linearly (x3 from SIMS to MOSI, /3 back).
+
+    Scores are decimals written by a model or a label file, so the score is read as the decimal it
+    prints as and mapped in exact rational arithmetic, rounded once at the end: a value on one range's
+    grid lands on the other's exactly, where the bins can see it (float arithmetic gives
+    ``-0.09999999999999998`` for -0.3 -> SIMS, which MMSA's bins call neutral, not weak negative).
+
+    >>> rescale(-0.3, "mosi", "sims"), rescale(0.7, "sims", "mosi"), rescale(1.0, "mosi", "sims")
+    (-0.1, 2.1, 0.3333333333333333)
+    """
     s, t = get_spec(source), get_spec(target)
-    return t.score_min + (score - s.score_min) * t.span / s.span
+    if not math.isfinite(score):
+        raise ValueError(f"rescale: score must be finite, got {score}")
+    s_min, s_max, t_min, t_max = (_exact(v) for v in (s.score_min, s.score_max, t.score_min, t.score_max))
+    return float(t_min + (_exact(score) - s_min) * (t_max - t_min) / (s_max - s_min))

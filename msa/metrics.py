@@ -9,7 +9,12 @@ Values are fractions (not x100) and unrounded; MMSA rounds to 4 places, papers m
 * family ``sims``: both sides clipped to [-1, 1] first; right-closed bins (e[i] < x <= e[i+1]) with
   inner edges 0 / +-0.1 / +-0.1, +-0.7 (a 0 prediction is *negative* in the 2-class); ``acc2_weak``
   only over -0.4 <= label <= 0.4; MAE, Corr and R2 (``r2_score(labels, preds)``) on clipped values.
-* F1 is sklearn's weighted F1 called as ``f1_score(y_true, y_pred)``: weighted by the true support.
+* F1 comes in two flavours, named by their averaging in every key. ``f1_weighted*`` is MMSA's (and the
+  default every table reports): sklearn's ``f1_score(y_true, y_pred, average="weighted")``, the
+  per-class F1 weighted by the *true* support. ``f1_macro*`` is the unweighted mean of the per-class
+  F1 (what the paper's text calls "macro-averaged"); both average over the classes present in labels
+  or predictions, as sklearn does. Files written before the split said ``f1``, ``f1_has0`` and
+  ``f1_non0`` for the weighted values: :func:`upgrade_keys` renames them.
 
 Precision rule. Bin edges are compared *in the input's own precision*, like MMSA's NumPy code does
 (a float32 array against a Python float compares in float32). Our pipeline parses LLM text straight
@@ -36,8 +41,11 @@ from torchmetrics.utilities import dim_zero_cat
 
 from msa.datasets import get_spec
 
-MOSI_KEYS = ("acc7", "acc5", "acc3", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "mae", "corr")
-SIMS_KEYS = ("acc5", "acc3", "acc2", "f1", "acc2_weak", "r2", "mae", "corr")
+MOSI_KEYS = ("acc7", "acc5", "acc3", "acc2_has0", "f1_weighted_has0", "f1_macro_has0", "acc2_non0",
+             "f1_weighted_non0", "f1_macro_non0", "mae", "corr")
+SIMS_KEYS = ("acc5", "acc3", "acc2", "f1_weighted", "f1_macro", "acc2_weak", "r2", "mae", "corr")
+# Metric names before the weighted/macro split (all three were weighted F1, MMSA's F1_score).
+LEGACY_KEYS = {"f1": "f1_weighted", "f1_has0": "f1_weighted_has0", "f1_non0": "f1_weighted_non0"}
 # Inner edges of MMSA's SIMS bins (the outer +-1.01 never bind once values are clipped to [-1, 1]).
 _SIMS_EDGES = {2: (0.0,), 3: (-0.1, 0.1), 5: (-0.7, -0.1, 0.1, 0.7)}
 _KEEP_DTYPES = (np.float16, np.float32, np.float64)
@@ -49,9 +57,22 @@ def metric_keys(dataset: str) -> list[str]:
     """The keys :func:`sentiment_metrics` returns for ``dataset``.
 
     >>> metric_keys("sims")
-    ['acc5', 'acc3', 'acc2', 'f1', 'acc2_weak', 'r2', 'mae', 'corr']
+    ['acc5', 'acc3', 'acc2', 'f1_weighted', 'f1_macro', 'acc2_weak', 'r2', 'mae', 'corr']
     """
     return list(MOSI_KEYS if get_spec(dataset).family == "mosi" else SIMS_KEYS)
+
+
+def upgrade_keys(results: Any) -> Any:
+    """``results`` (a metrics dict, or any nesting of them, e.g. a whole metrics.json) with the
+    pre-split F1 names renamed to today's (:data:`LEGACY_KEYS`); other values are returned as they are.
+
+    >>> upgrade_keys({"eval": {"sims": {"f1": 0.79, "mae": 0.3}}})
+    {'eval': {'sims': {'f1_weighted': 0.79, 'mae': 0.3}}}
+    """
+    if not isinstance(results, dict):
+        return results
+    is_metrics = "mae" in results  # every metrics dict has it; stage/dataset levels do not
+    return {(LEGACY_KEYS.get(k, k) if is_metrics else k): upgrade_keys(v) for k, v in results.items()}
 
 
 def _as_array(x: Any, name: str) -> np.ndarray:
@@ -83,12 +104,13 @@ def _acc(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(a == b)) if a.size else math.nan
 
 
-def _weighted_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+def _f1(y_true: np.ndarray, y_pred: np.ndarray, average: str) -> float:
+    """sklearn's F1 in MMSA's argument order (true, pred); ``average`` is "weighted" or "macro"."""
     if y_true.size == 0:
         return math.nan
     with warnings.catch_warnings():  # sklearn warns about classes never predicted; the value (0) is MMSA's
         warnings.simplefilter("ignore")
-        return float(f1_score(y_true, y_pred, average="weighted"))
+        return float(f1_score(y_true, y_pred, average=average))
 
 
 def _pearson(p: np.ndarray, t: np.ndarray) -> float:
@@ -111,10 +133,12 @@ def _mosi_metrics(p: np.ndarray, t: np.ndarray) -> dict[str, float]:
         # np.round is half-to-even: 2.5 -> 2, -0.5 -> -0 (== 0), 1.5 -> 2
         out[key] = _acc(np.round(np.clip(p, -bound, bound)), np.round(np.clip(t, -bound, bound)))
     out["acc2_has0"] = _acc(p >= 0, t >= 0)
-    out["f1_has0"] = _weighted_f1(t >= 0, p >= 0)
+    out["f1_weighted_has0"] = _f1(t >= 0, p >= 0, "weighted")
+    out["f1_macro_has0"] = _f1(t >= 0, p >= 0, "macro")
     non0 = t != 0
     out["acc2_non0"] = _acc(p[non0] > 0, t[non0] > 0)
-    out["f1_non0"] = _weighted_f1(t[non0] > 0, p[non0] > 0)
+    out["f1_weighted_non0"] = _f1(t[non0] > 0, p[non0] > 0, "weighted")
+    out["f1_macro_non0"] = _f1(t[non0] > 0, p[non0] > 0, "macro")
     p64, t64 = p.astype(np.float64), t.astype(np.float64)
     out["mae"] = float(np.mean(np.abs(p64 - t64)))
     out["corr"] = _pearson(p64, t64)
@@ -137,7 +161,8 @@ def _sims_metrics(p: np.ndarray, t: np.ndarray) -> dict[str, float]:
         "acc5": _acc(cp[5], ct[5]),
         "acc3": _acc(cp[3], ct[3]),
         "acc2": _acc(cp[2], ct[2]),
-        "f1": _weighted_f1(ct[2], cp[2]),
+        "f1_weighted": _f1(ct[2], cp[2], "weighted"),
+        "f1_macro": _f1(ct[2], cp[2], "macro"),
         "acc2_weak": _acc(cp[2][weak], ct[2][weak]),
         "r2": r2,
         "mae": float(np.mean(np.abs(p64 - t64))),

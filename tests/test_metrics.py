@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -36,13 +37,17 @@ def test_mosi_ten_by_hand():
     # weighted F1, weights = true support (T: 8, F: 2):
     #  T: tp 6, fp 0, fn 2 -> 12/14 = 6/7;  F: tp 2, fp 2, fn 0 -> 4/6 = 2/3
     #  (8 * 6/7 + 2 * 2/3) / 10 = 172/210
-    assert m["f1_has0"] == pytest.approx(172 / 210, abs=1e-12)
+    assert m["f1_weighted_has0"] == pytest.approx(172 / 210, abs=1e-12)
+    # macro F1: the plain mean of the two per-class F1s, (6/7 + 2/3) / 2 = 16/21
+    assert m["f1_macro_has0"] == pytest.approx(16 / 21, abs=1e-12)
     # Non0 drops #5 and #7 (label exactly 0); x > 0: preds T T F T F F T F, labels T T F T T F T T;
     #  misses at #6 (pred 0 is negative here) and #10                                    => 6/8
     assert m["acc2_non0"] == 0.75
     #  T (support 6): tp 4, fp 0, fn 2 -> 8/10;  F (support 2): tp 2, fp 2, fn 0 -> 2/3
     #  (6 * 0.8 + 2 * 2/3) / 8 = 23/30
-    assert m["f1_non0"] == pytest.approx(23 / 30, abs=1e-12)
+    assert m["f1_weighted_non0"] == pytest.approx(23 / 30, abs=1e-12)
+    #  macro: (0.8 + 2/3) / 2 = 11/15
+    assert m["f1_macro_non0"] == pytest.approx(11 / 15, abs=1e-12)
     # |p - t|: .5 .5 .5 .5 0 .6 .4 .4 1 1 -> 5.4 / 10 (unclipped: 3.6 vs 2.6 counts 1.0)
     assert m["mae"] == pytest.approx(0.54, abs=1e-12)
     # mean p = 3.4/10, mean t = 4/10; sum p^2 = 29.92, sum t^2 = 27.84, sum pt = 27.04
@@ -62,7 +67,8 @@ def test_sims_ten_by_hand():
     # 2-class (0 is negative): preds 1 0 1 0 0 1 0 1 0 1, labels 0 0 1 0 1 1 1 1 0 0; misses #1 #5 #7 #10
     assert m["acc2"] == 0.6
     # class 1 (support 5): tp 3, fp 2, fn 2 -> 0.6; class 0 (support 5): tp 3, fp 2, fn 2 -> 0.6
-    assert m["f1"] == pytest.approx(0.6, abs=1e-12)
+    assert m["f1_weighted"] == pytest.approx(0.6, abs=1e-12)
+    assert m["f1_macro"] == pytest.approx(0.6, abs=1e-12)  # equal supports: macro == weighted
     # weak subset, -0.4 <= t <= 0.4 (both ends included): #1 X, #2 ok, #5 X, #7 X, #10 X => 1/5
     assert m["acc2_weak"] == pytest.approx(0.2, abs=1e-12)
     # MAE on clipped values: .1 .1 .1 .1 .2 0 .7 .1 0 .6 -> 2.0 / 10 (unclipped it would be 0.24)
@@ -166,11 +172,72 @@ def test_zero_prediction_is_negative_in_sims_two_class():
 
 def test_non0_subset_empty_gives_nan():
     m = sentiment_metrics([0.3, -0.2], [0.0, 0.0], "mosi")
-    assert math.isnan(m["acc2_non0"]) and math.isnan(m["f1_non0"])
+    assert math.isnan(m["acc2_non0"]) and math.isnan(m["f1_weighted_non0"]) and math.isnan(m["f1_macro_non0"])
     assert m["acc2_has0"] == 0.5  # 0.3 -> pos v pos ok; -0.2 -> neg v pos X
 
 
-# ---------------------------------------------------------------- weighted F1 argument order
+# ---------------------------------------------------------------- cross-dataset rescale
+
+def _grid(dataset):
+    """Every value a score of ``dataset`` can be written as (its DC precision) plus its bin edges, as
+    the floats parsing the decimal text gives."""
+    from msa.datasets import get_spec
+
+    spec = get_spec(dataset)
+    step = Fraction(1, 10 ** spec.precision)
+    lo, hi = Fraction(repr(spec.score_min)), Fraction(repr(spec.score_max))
+    values = [lo + k * step for k in range(int((hi - lo) / step) + 1)]
+    values += [Fraction(e) for e in ("-0.7", "-0.1", "0.1", "0.7", "-2.5", "-1.5", "-0.5", "0.5", "1.5", "2.5")
+               if lo <= Fraction(e) <= hi]
+    return sorted({float(v) for v in values})
+
+
+def _exact_classes(x: Fraction, family: str) -> tuple:
+    """The classes MMSA gives the exact value ``x``, computed in rational arithmetic."""
+    if family == "sims":
+        x = min(max(x, Fraction(-1)), Fraction(1))
+        return tuple(sum(x > Fraction(e) for e in edges) for edges in
+                     (("0",), ("-0.1", "0.1"), ("-0.7", "-0.1", "0.1", "0.7")))
+    clip = lambda b: min(max(x, Fraction(-b)), Fraction(b))  # noqa: E731
+    return (round(clip(3)), round(clip(2)), round(clip(1)), x >= 0, x > 0)  # round(): half-to-even
+
+
+def _float_classes(y: float, family: str) -> tuple:
+    from msa.metrics import _SIMS_EDGES
+
+    a = np.array([y])
+    if family == "sims":
+        a = np.clip(a, -1.0, 1.0)
+        return tuple(int(np.sum([a > e for e in _SIMS_EDGES[k]])) for k in (2, 3, 5))
+    return tuple(int(np.round(np.clip(a, -b, b))[0]) for b in (3.0, 2.0, 1.0)) + (bool(y >= 0), bool(y > 0))
+
+
+def test_rescale_issue_example_lands_in_weak_negative():
+    from msa.datasets import rescale
+
+    y = rescale(-0.3, "mosi", "sims")
+    assert y == -0.1  # was -0.09999999999999998: neutral in MMSA's bins
+    m = sentiment_metrics([y], [-0.2], "sims")  # -0.2 is weak negative: (-0.7, -0.1]
+    assert (m["acc5"], m["acc3"], m["acc2"]) == (1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("source, target", [(a, b) for a in ("sims", "simsv2", "mosi", "mosei", "demo", "demo_mosi")
+                                            for b in ("sims", "mosi")])
+def test_rescale_is_exact_on_every_grid_value(source, target):
+    from msa.datasets import get_spec, rescale
+
+    s, t = get_spec(source), get_spec(target)
+    for x in _grid(source):
+        exact = Fraction(repr(t.score_min)) + (Fraction(repr(x)) - Fraction(repr(s.score_min))) * \
+            (Fraction(repr(t.score_max)) - Fraction(repr(t.score_min))) / \
+            (Fraction(repr(s.score_max)) - Fraction(repr(s.score_min)))
+        y = rescale(x, source, target)
+        assert y == float(exact), (x, y)  # the nearest float to the exact image
+        # the bins and roundings of the target see the value the decimal text meant
+        assert _float_classes(y, t.family) == _exact_classes(exact, t.family), (x, y)
+        if exact.denominator in (1, 2, 4, 5, 10, 20, 25, 50, 100):  # on a decimal grid: the literal's float
+            assert y == float(f"{float(exact):.2f}"), (x, y)
+            assert rescale(y, target, source) == x, (x, y)  # and back
 
 def test_weighted_f1_uses_true_support():
     # F1 per class is symmetric in (y_true, y_pred); the weights are not. preds + + - - -, labels + + + + -:
@@ -179,10 +246,42 @@ def test_weighted_f1_uses_true_support():
     t = [1.0, 1.0, 1.0, 1.0, -1.0]
     m = sentiment_metrics(p, t, "mosi")
     # (y_true, y_pred): (4 * 2/3 + 1 * 1/2) / 5 = 19/30; swapped would be (2 * 2/3 + 3 * 1/2) / 5 = 17/30
-    assert m["f1_has0"] == pytest.approx(19 / 30, abs=1e-12)
-    assert m["f1_non0"] == pytest.approx(19 / 30, abs=1e-12)
+    assert m["f1_weighted_has0"] == pytest.approx(19 / 30, abs=1e-12)
+    assert m["f1_weighted_non0"] == pytest.approx(19 / 30, abs=1e-12)
     m = sentiment_metrics([0.5, 0.5, -0.5, -0.5, -0.5], [0.6, 0.6, 0.6, 0.6, -0.6], "sims")
-    assert m["f1"] == pytest.approx(19 / 30, abs=1e-12)
+    assert m["f1_weighted"] == pytest.approx(19 / 30, abs=1e-12)
+
+
+def test_sims_macro_and_weighted_f1_ten_by_hand():
+    # 2-class (x > 0): labels 7 positive, 3 not (0 is negative); preds 1 1 1 1 1 0 0 0 1 0
+    p = [0.2, 0.4, 0.6, 0.8, 1.0, -0.2, 0.0, -0.4, 0.2, 0.0]
+    t = [0.2, 0.4, 0.6, 0.8, 1.0, 0.6, 0.4, -0.2, -0.6, 0.0]
+    m = sentiment_metrics(p, t, "sims")
+    assert m["acc2"] == pytest.approx(0.7, abs=1e-12)  # misses #6, #7 (pred <= 0) and #9
+    # positive: tp 5, fp 1 (#9), fn 2 (#6, #7) -> 10/13;  negative: tp 2, fp 2, fn 1 -> 4/7
+    # weighted by the true support (7, 3): (7 * 10/13 + 3 * 4/7) / 10 = 323/455 (0.7099)
+    assert m["f1_weighted"] == pytest.approx(323 / 455, abs=1e-12)
+    # macro: (10/13 + 4/7) / 2 = 61/91 (0.6703)
+    assert m["f1_macro"] == pytest.approx(61 / 91, abs=1e-12)
+
+
+def test_legacy_f1_names_are_upgraded_for_readers(tmp_path):
+    import json
+
+    from msa.analysis import load_metrics
+    from msa.metrics import upgrade_keys
+
+    old = {"eval": {"mosi": {"acc2_has0": 0.8, "f1_has0": 0.81, "f1_non0": 0.82, "mae": 0.7},
+                    "sims": {"f1": 0.79, "mae": 0.3}},
+           "sft_train": {"best_val": {"f1": 0.5, "mae": 0.4}}, "wall_time_s": {"eval": 1.0}}
+    (tmp_path / "metrics.json").write_text(json.dumps(old))
+    new = load_metrics(tmp_path)
+    assert new["eval"]["mosi"] == {"acc2_has0": 0.8, "f1_weighted_has0": 0.81, "f1_weighted_non0": 0.82,
+                                   "mae": 0.7}
+    assert new["eval"]["sims"] == {"f1_weighted": 0.79, "mae": 0.3}
+    assert new["sft_train"]["best_val"] == {"f1_weighted": 0.5, "mae": 0.4}
+    assert new["wall_time_s"] == {"eval": 1.0}
+    assert upgrade_keys(new) == new  # today's names pass through
 
 
 # ---------------------------------------------------------------- degenerate inputs

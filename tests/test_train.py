@@ -53,7 +53,7 @@ def test_wandb_names_come_from_experiment_stage_and_flags(make_cfg):
 def test_eval_stage_writes_predictions_and_metrics(make_cfg, tmp_path):
     from train import train
 
-    cfg = make_cfg("stage=eval", *SMALL, "eval.datasets=[demo,demo_mosi]")
+    cfg = make_cfg("stage=eval", *SMALL)  # the demo's targets: demo and demo_mosi
     metrics = train(cfg)
     out = Path(cfg.paths.output_dir)
     saved = json.loads((out / "metrics.json").read_text())

@@ -31,14 +31,18 @@ def datamodule_kwargs(data_cfg, **overrides) -> dict:
 
 
 def build_datamodule(cfg, policy, *, name: str | None = None, root: str | None = None, **collate):
-    """A DataModule for ``name`` (default: ``data.name``) with the policy's processor attached."""
+    """A DataModule for ``name`` at ``root`` (default: ``data.name`` at ``data.root``) with the policy's
+    processor attached; the other ``conf/data`` settings (media budget, batch sizes) apply to any dataset."""
     from msa.data.datamodule import build_datamodule as create
 
     kw = datamodule_kwargs(cfg.data, **collate)
     data_name = kw.pop("name")
     data_root = kw.pop("root")
+    kw.pop("eval_datasets", None)  # read through eval.datasets (msa.plan.eval_targets)
     if name is not None and name != data_name:  # another dataset (cross-dataset eval): its own root
         data_name, data_root = name, root
+    elif root is not None:
+        data_root = root
     if not data_name.startswith("demo"):
         kw.pop("n_clips", None)
     dm = create(data_name, data_root, use_audio_in_video=policy.use_audio_in_video, **kw)

@@ -5,9 +5,11 @@
     python train.py stage=eval init_from=<sims export> eval.datasets=[sims,simsv2,mosi,mosei] \
         eval.roots.mosi=/data/MOSI ...
 
+What is scored: ``eval.datasets`` (by default the data choice's ``data.eval_datasets``: ``[data.name]``,
+the demo adds ``demo_mosi``) at ``eval.split``, each at its root (:func:`msa.plan.eval_targets`).
 The model answers in the range it was trained on (``eval.range_dataset``, default: the export's
 training dataset, else ``data.name``); scores are mapped to each target's range before its metrics.
-Writes ``<run>/<stage>/predictions.jsonl`` (id, dataset, label, completion, parsed fields, prediction,
+Writes ``<run>/<stage>/predictions.jsonl`` (id, dataset, split, label, completion, parsed fields, prediction,
 per-sample rewards) and ``metrics.json`` (dataset -> metric -> value, parse_fail_rate, clamp_rate, n),
 and logs the predictions as a W&B table when ``logger=wandb``.
 """
@@ -28,34 +30,32 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_policy(ctx, policy, *, stage: str, answer: str) -> dict:
-    """Run the test split of each eval dataset through ``policy``; write predictions, return metrics."""
+    """Run ``eval.split`` of each eval target through ``policy``; write predictions, return metrics."""
+    from msa.plan import answer_range, eval_targets
     from msa.runtime import log_table, make_logger
-    from msa.stages.common import build_datamodule, read_export_meta
+    from msa.stages.common import build_datamodule
 
     cfg = ctx.cfg
     ecfg = cfg.eval
-    meta = read_export_meta(ctx.artefacts.get("policy"))
-    range_ds = ecfg.range_dataset or meta.get("range_dataset") or cfg.data.name
-    targets = list(ecfg.datasets or [cfg.data.name])
+    range_ds = answer_range(cfg, ctx.artefacts.get("policy"))
     out_dir = ctx.stage_dir(stage)
     device = "cuda" if _cuda() else "cpu"
     policy.model.to(device)
     results, all_records = {}, []
-    for ds in targets:
-        root = ecfg.roots.get(ds) if ecfg.get("roots") else None
-        if ds != cfg.data.name and root is None:
-            root = _default_root(cfg, ds)
-        dm = build_datamodule(cfg, policy, name=ds, root=root, answer=answer, range_dataset=range_ds,
+    for target in eval_targets(cfg):
+        ds = target.name
+        dm = build_datamodule(cfg, policy, name=ds, root=target.root, answer=answer, range_dataset=range_ds,
                               eval_batch_size=ecfg.batch_size)
         dm.prepare_data()
         dm.setup("test")
         records, t0 = [], time.perf_counter()
-        for batch in tqdm(dm.test_dataloader(), desc=f"eval {ds}", leave=False):
+        for batch in tqdm(dm.dataloader(target.split), desc=f"eval {ds} {target.split}", leave=False):
             if not batch["ids"]:
                 continue
             texts = generate_texts(policy.model, policy.tokenizer, _to(batch, device), max_new_tokens=ecfg.max_new_tokens,
                                    use_audio_in_video=batch["use_audio_in_video"])
-            records += prediction_records(texts, batch, dataset=ds, range_dataset=range_ds, answer=answer)
+            batch_records = prediction_records(texts, batch, dataset=ds, range_dataset=range_ds, answer=answer)
+            records += [{**r, "split": target.split} for r in batch_records]
         results[ds] = summarize(records, ds)
         results[ds]["clips_per_s"] = len(records) / max(1e-9, time.perf_counter() - t0)
         all_records += records
@@ -78,13 +78,6 @@ def _to(batch: dict, device: str) -> dict:
     import torch
 
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-
-
-def _default_root(cfg, ds: str):
-    """Synthetic targets live next to the demo set; real datasets need eval.roots.<name>."""
-    if ds.startswith("demo"):
-        return f"{cfg.paths.data_dir}/{ds}"
-    raise ValueError(f"eval.datasets includes {ds!r}: set eval.roots.{ds}=/path/to/{ds} (MMSA layout)")
 
 
 def run(ctx) -> dict:
