@@ -161,3 +161,33 @@ def reference_audio(path: str | Path, tmp_dir: str | Path, sr: int = 16000) -> n
     wav = Path(tmp_dir) / (Path(path).stem + ".ref.wav")
     sf.write(wav, pcm, rate, subtype="PCM_16")
     return librosa.load(wav, sr=sr)[0]
+
+
+def reference_frame_size(height: int, width: int, n_frames: int, min_pixels: int = 128 * 28 * 28,
+                         max_pixels: int | None = None, seq_len: int = 128000) -> tuple[int, int]:
+    """qwen-omni-utils' ``fetch_video`` frame size (``smart_resize`` with its whole-video budget), restated."""
+    import math
+
+    factor = 28
+    total = seq_len * factor * factor * 0.9
+    cap = max(min(768 * factor * factor, total / n_frames * 2), int(min_pixels * 1.05))
+    if max_pixels is not None:
+        cap = min(max_pixels, cap)
+    h = max(factor, round(height / factor) * factor)
+    w = max(factor, round(width / factor) * factor)
+    if h * w > cap:
+        beta = math.sqrt(height * width / cap)
+        h, w = math.floor(height / beta / factor) * factor, math.floor(width / beta / factor) * factor
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h, w = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
+    return h, w
+
+
+def reference_resize(frames: np.ndarray, height: int, width: int):
+    """Frames resized as ``fetch_video`` does: ``[T, C, H, W]`` uint8, torchvision bicubic, antialiased."""
+    import torch
+    from torchvision.transforms import InterpolationMode, functional
+
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()
+    return functional.resize(video, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True).float()

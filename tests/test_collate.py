@@ -30,8 +30,9 @@ def frames(cache, path):
     return resize_frames(video, *cache.frame_size(video.shape[1], video.shape[2], video.shape[0]))
 
 
-# The demo-format clips decode to 32768 samples: 2.0 s = 32000 samples in 1024-sample AAC frames, all kept.
-AUDIO_SAMPLES = 32768
+# The demo-format clips decode to 32768 samples (2.0 s = 32000 samples in 1024-sample AAC frames, all
+# kept); the cache pads them to a whole hop of 160: 32800 samples, 205 mel frames.
+AUDIO_SAMPLES = 32800
 
 
 def make_sample(cache, path, clip_id, transcript="what a lovely day", *, video=True, audio=True):
@@ -63,7 +64,7 @@ def test_one_clip_equals_the_processor_call(processor, cache, clips):
     assert_same(batch, ref)
     assert batch["use_audio_in_video"] is True
     ids = batch["input_ids"][0]
-    # 2x24x24 grid / merge 2x2 = 288 video tokens; 204 mel frames -> 102 -> 51 audio tokens
+    # 2x24x24 grid / merge 2x2 = 288 video tokens; 205 mel frames -> 103 -> 51 audio tokens
     assert (ids == processor.video_token_id).sum() == 288 and (ids == processor.audio_token_id).sum() == 51
 
 
@@ -130,12 +131,12 @@ def test_text_only_has_no_media(processor, cache):
 def test_clips_of_different_length_keep_their_own_features(processor, cache, clips):
     samples = [make_sample(cache, clips["a"], "a"), make_sample(cache, clips["long"], "long")]
     batch = MultimodalCollator(processor)(samples)
-    # 2.0 s -> 32768 samples -> 204 mel frames; 3.3 s = 52800 samples -> 52 AAC frames = 53248 samples
-    # -> 332 frames; the short one is zero-padded
-    assert batch["input_features"].shape == (2, 128, 332)
-    assert batch["feature_attention_mask"].sum(-1).tolist() == [204, 332]
-    assert torch.equal(batch["input_features"][0, :, :204], samples[0]["audio"]["input_features"][0])
-    assert batch["input_features"][0, :, 204:].abs().sum() == 0
+    # 2.0 s -> 32768 samples -> ceil(204.8) = 205 mel frames; 3.3 s = 52800 samples -> 52 AAC frames =
+    # 53248 samples -> ceil(332.8) = 333 frames; the short one is zero-padded
+    assert batch["input_features"].shape == (2, 128, 333)
+    assert batch["feature_attention_mask"].sum(-1).tolist() == [205, 333]
+    assert torch.equal(batch["input_features"][0, :, :205], samples[0]["audio"]["input_features"][0])
+    assert batch["input_features"][0, :, 205:].abs().sum() == 0
 
 
 # -- labels ------------------------------------------------------------------------------------------
@@ -208,7 +209,7 @@ def test_missing_audio_next_to_audio_gets_a_silent_track(processor, cache, clips
                     audio=[decode_audio(clips["a"]), np.zeros(32000, np.float32)], audio_from_video_indices=[0, 1],
                     load_audio_from_video=True, fps=2.0, audio_kwargs={"max_length": AUDIO_SAMPLES},
                     return_tensors="pt", padding=True)
-    # The silent track is the video's 2.0 s (200 mel frames) next to the real track's 204: the processor
+    # The silent track is the video's 2.0 s (200 mel frames) next to the real track's 205: the processor
     # pads both to one length, the collator computes each at its own and zero-pads, so the silent row
     # matches where its mask is set and is zero beyond.
     silent_frames = int(batch["feature_attention_mask"][1].sum())

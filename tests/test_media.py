@@ -113,8 +113,8 @@ def test_cold_then_warm_reads_without_decoding(tmp_path, clips, processor, monke
     # 4 frames of 64x64 -> resized to 336x336 (the processor's min 128*28*28 pixels): grid 2 x 24 x 24
     assert v["video_grid_thw"].tolist() == [[2, 24, 24]] and v["pixel_values_videos"].shape == (2 * 24 * 24, 1176)
     assert v["video_second_per_grid"] == 1.0 and v["seconds"] == 2.0  # temporal patch 2 / fps 2
-    # audio padded to the clip, not to 300 s: 32768 samples / hop 160 = 204 frames
-    assert a["input_features"].shape == (1, 128, 204) and a["feature_attention_mask"].sum() == 204
+    # audio padded to the clip (to a whole hop), not to 300 s: ceil(32768 samples / hop 160) = 205 frames
+    assert a["input_features"].shape == (1, 128, 205) and a["feature_attention_mask"].sum() == 205
     warm = MediaCache(processor, tmp_path)  # a new process: nothing in memory
     _forbid(monkeypatch, processor)
     v2, a2 = warm.video(clips["a"]), warm.audio(clips["a"])

@@ -334,8 +334,15 @@ class MediaCache:
         return self.audio_features(audio)
 
     def audio_features(self, audio) -> dict:
-        """Features of a waveform already at ``sample_rate``, padded to its own length."""
-        kwargs = dict(self._merged["audio_kwargs"], max_length=int(audio.shape[0]))
+        """Features of a waveform already at ``sample_rate``, padded to its own length.
+
+        Its length is rounded up to a whole hop: the reference pads to 300 s, which is a whole number
+        of hops, and so keeps the mel frame that starts inside the last partial hop (``ceil(n / hop)``
+        frames); padding to exactly ``n`` would drop it, and one clip in four would get one audio token
+        fewer than the reference.
+        """
+        hop = int(self.processor.feature_extractor.hop_length)
+        kwargs = dict(self._merged["audio_kwargs"], max_length=-(-int(audio.shape[0]) // hop) * hop)
         processed, _ = self.processor._process_audio([audio], **kwargs)
         return {
             "input_features": processed["input_features"].contiguous(),  # [1, n_mels, F]
