@@ -226,3 +226,15 @@ def test_tiny_model_on_the_real_vocabulary_runs(cache_dir):
         out = model.generate(**inputs, max_new_tokens=4, do_sample=False, suppress_tokens=suppressed_ids(
             processor.tokenizer))
     assert out.shape[1] == inputs["input_ids"].shape[1] + 4 or out[0, -1] == processor.tokenizer.eos_token_id
+
+
+def test_model_preset_selects_the_real_vocabulary(make_cfg, monkeypatch):
+    from msa.models import loader
+
+    with pytest.raises(ValueError, match="unknown tiny model vocab 'gpt2'"):
+        tiny.ensure_tiny(None, size="test", vocab="gpt2")
+    calls = []
+    monkeypatch.setattr(tiny, "ensure_tiny", lambda cache_dir, size, vocab="trained": calls.append((size, vocab)))
+    loader.resolve_model_dir(make_cfg("model=tiny_qwen_vocab").model)
+    loader.resolve_model_dir(make_cfg("model=tiny").model)
+    assert calls == [("test", "qwen"), ("test", "trained")]
