@@ -231,3 +231,13 @@ def test_forty_second_clip_video_and_audio_end_together(tmp_path, processor):
     # 40 s of 44.1 kHz audio, all of it (the old 30 s cut dropped the last 10 s): 1000 tokens
     assert audio_end == 40.0
     assert abs(video_end - audio_end) < 1 / TOKENS_PER_SECOND
+
+
+@pytest.mark.parametrize("rate", [44100, 48000, 22050, 8000])
+def test_resample_is_librosas_default(rate):
+    import librosa
+
+    y = np.random.default_rng(rate).standard_normal(rate // 3 + 7).astype(np.float32)
+    ours = media.resample(y, rate, 16000)
+    assert ours.dtype == np.float32
+    assert np.array_equal(ours, librosa.resample(y, orig_sr=rate, target_sr=16000, res_type="soxr_hq"))

@@ -256,6 +256,20 @@ def decode_video(path: str | os.PathLike, fps: float = 2.0, min_frames: int = 4,
     return np.stack([picked[i] for i in wanted.tolist()])  # [T, H, W, 3]
 
 
+def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """``librosa.resample(audio, orig_sr=rate, target_sr=target)`` (its default, soxr's high quality), without
+    importing librosa: soxr, then the length set to ``ceil(n * target / rate)`` (zero-padded or cut).
+
+    >>> resample(np.ones(44100, np.float32), 44100, 16000).shape
+    (16000,)
+    """
+    import soxr
+
+    out = soxr.resample(audio, rate, target, quality="soxr_hq")
+    n = int(np.ceil(audio.shape[0] * float(target) / rate))
+    return out[:n] if out.shape[0] >= n else np.pad(out, (0, n - out.shape[0]))
+
+
 def decode_audio(path: str | os.PathLike, sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
     """The first audio track as mono float32 at ``sample_rate``, cut to ``max_seconds`` if given.
 
@@ -264,8 +278,6 @@ def decode_audio(path: str | os.PathLike, sample_rate: int = 16000, max_seconds:
     trimmed to the stream's declared duration: ffmpeg's reader, which the reference goes through,
     keeps AAC's padded last frame too (up to 1023 samples at the source rate).
     """
-    import librosa
-
     path = Path(path)
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
@@ -299,7 +311,7 @@ def decode_audio(path: str | os.PathLike, sample_rate: int = 16000, max_seconds:
         raise NoAudioError("audio track has no samples", path=path)
     audio = np.concatenate(chunks, axis=1).astype(np.float32, copy=False).mean(axis=0)  # [C, S] -> [S]
     if rate != sample_rate:
-        audio = librosa.resample(audio, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+        audio = resample(audio, rate, sample_rate)
     if max_seconds is not None:
         audio = audio[:int(round(max_seconds * sample_rate))]
     return np.ascontiguousarray(audio, dtype=np.float32)
@@ -307,5 +319,5 @@ def decode_audio(path: str | os.PathLike, sample_rate: int = 16000, max_seconds:
 
 __all__ = [
     "KINDS", "MediaError", "NoAudioError", "VideoInfo", "decode_audio", "decode_video", "frame_indices",
-    "frame_size", "num_frames", "probe_video", "resize_frames", "sampled_fps",
+    "frame_size", "num_frames", "probe_video", "resample", "resize_frames", "sampled_fps",
 ]

@@ -204,14 +204,15 @@ def ensure_qwen_tokenizer(cache_dir: str | Path | None = None):
 
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = cache_dir / "tokenizers" / f"qwen2.5-omni-{qwen_tokenizer_key()}"
-    if not (target / "tokenizer.json").exists():
-        vocab, merges = ranks_to_bpe(load_ranks(qwen_ranks_file()))
-        if len(vocab) != QWEN_REGULAR_TOKENS:
-            raise ValueError(f"qwen.tiktoken has {len(vocab)} tokens, expected {QWEN_REGULAR_TOKENS}")
-        tok = _with_qwen_specials(vocab, merges)
-        tok.chat_template = CHAT_TEMPLATE
-        _publish(target, tok.save_pretrained)
-    return Qwen2Tokenizer.from_pretrained(target)
+    if (target / "tokenizer.json").exists():
+        return Qwen2Tokenizer.from_pretrained(target)
+    vocab, merges = ranks_to_bpe(load_ranks(qwen_ranks_file()))
+    if len(vocab) != QWEN_REGULAR_TOKENS:
+        raise ValueError(f"qwen.tiktoken has {len(vocab)} tokens, expected {QWEN_REGULAR_TOKENS}")
+    tok = _with_qwen_specials(vocab, merges)
+    tok.chat_template = CHAT_TEMPLATE
+    _publish(target, tok.save_pretrained)
+    return tok
 
 
 def _publish(target: Path, write) -> None:
