@@ -12,7 +12,7 @@ from data_fixtures import clips, processor  # noqa: F401  (pytest fixtures)
 from msa.data.cache import MediaCache
 from msa.data.collate import IGNORE_INDEX, MultimodalCollator, mask_prompt
 from msa.data.dataset import SkippedSample
-from msa.data.media import decode_audio, decode_video
+from msa.data.media import decode_audio, decode_video, resize_frames
 from msa.dc import build_conversation
 
 MEDIA_KEYS = ("pixel_values_videos", "video_grid_thw", "video_second_per_grid", "input_features",
@@ -22,6 +22,17 @@ MEDIA_KEYS = ("pixel_values_videos", "video_grid_thw", "video_second_per_grid", 
 @pytest.fixture(scope="module")
 def cache(processor):
     return MediaCache(processor, None)
+
+
+def frames(cache, path):
+    """The clip's frames as Qwen's pipeline hands them to the processor: sampled, then resized on uint8."""
+    video = decode_video(path)
+    return resize_frames(video, *cache.frame_size(video.shape[1], video.shape[2], video.shape[0]))
+
+
+# The demo-format clips decode to 32768 samples (2.0 s = 32000 samples in 1024-sample AAC frames, all
+# kept); the cache pads them to a whole hop of 160: 32800 samples, 205 mel frames.
+AUDIO_SAMPLES = 32800
 
 
 def make_sample(cache, path, clip_id, transcript="what a lovely day", *, video=True, audio=True):
@@ -47,14 +58,14 @@ def assert_same(batch, ref):
 
 def test_one_clip_equals_the_processor_call(processor, cache, clips):
     batch = MultimodalCollator(processor)([make_sample(cache, clips["a"], "a")])
-    ref = processor(text=[prompt(processor, "what a lovely day")], videos=[decode_video(clips["a"])],
+    ref = processor(text=[prompt(processor, "what a lovely day")], videos=[frames(cache, clips["a"])],
                     audio=[decode_audio(clips["a"])], audio_from_video_indices=[0], load_audio_from_video=True,
-                    fps=2.0, audio_kwargs={"max_length": 32000}, return_tensors="pt", padding=True)
+                    fps=2.0, audio_kwargs={"max_length": AUDIO_SAMPLES}, return_tensors="pt", padding=True)
     assert_same(batch, ref)
     assert batch["use_audio_in_video"] is True
     ids = batch["input_ids"][0]
-    # 2x24x24 grid / merge 2x2 = 288 video tokens; 200 mel frames -> 100 -> 50 audio tokens
-    assert (ids == processor.video_token_id).sum() == 288 and (ids == processor.audio_token_id).sum() == 50
+    # 2x24x24 grid / merge 2x2 = 288 video tokens; 205 mel frames -> 103 -> 51 audio tokens
+    assert (ids == processor.video_token_id).sum() == 288 and (ids == processor.audio_token_id).sum() == 51
 
 
 def test_two_clips_left_padded_equal_the_processor_call(processor, cache, clips):
@@ -62,9 +73,9 @@ def test_two_clips_left_padded_equal_the_processor_call(processor, cache, clips)
                                                                       "transcript than the first one")]
     batch = MultimodalCollator(processor)(samples)
     ref = processor(text=[prompt(processor, s["transcript"]) for s in samples],
-                    videos=[decode_video(clips["a"]), decode_video(clips["b"])],
+                    videos=[frames(cache, clips["a"]), frames(cache, clips["b"])],
                     audio=[decode_audio(clips["a"]), decode_audio(clips["b"])], audio_from_video_indices=[0, 1],
-                    load_audio_from_video=True, fps=2.0, audio_kwargs={"max_length": 32000},
+                    load_audio_from_video=True, fps=2.0, audio_kwargs={"max_length": AUDIO_SAMPLES},
                     return_tensors="pt", padding=True)
     assert_same(batch, ref)
     assert batch["attention_mask"][0, 0] == 0 and batch["attention_mask"][0, -1] == 1  # left padding
@@ -75,7 +86,7 @@ def test_two_clips_left_padded_equal_the_processor_call(processor, cache, clips)
 def test_audio_off_is_plain_video(processor, cache, clips):
     mods = ("text", "video")
     batch = MultimodalCollator(processor, modalities=mods)([make_sample(cache, clips["a"], "a", audio=False)])
-    ref = processor(text=[prompt(processor, "what a lovely day", mods)], videos=[decode_video(clips["a"])],
+    ref = processor(text=[prompt(processor, "what a lovely day", mods)], videos=[frames(cache, clips["a"])],
                     fps=2.0, return_tensors="pt", padding=True)
     assert_same(batch, ref)
     assert batch["use_audio_in_video"] is False and "input_features" not in batch
@@ -85,7 +96,7 @@ def test_video_off_is_an_audio_item(processor, cache, clips):
     mods = {"text": True, "audio": True, "video": False}
     batch = MultimodalCollator(processor, modalities=mods)([make_sample(cache, clips["a"], "a", video=False)])
     ref = processor(text=[prompt(processor, "what a lovely day", ("text", "audio"))],
-                    audio=[decode_audio(clips["a"])], audio_kwargs={"max_length": 32000}, return_tensors="pt",
+                    audio=[decode_audio(clips["a"])], audio_kwargs={"max_length": AUDIO_SAMPLES}, return_tensors="pt",
                     padding=True)
     assert_same(batch, ref)
     assert batch["use_audio_in_video"] is False and "pixel_values_videos" not in batch
@@ -94,8 +105,8 @@ def test_video_off_is_an_audio_item(processor, cache, clips):
 def test_separate_streams_without_audio_in_video(processor, cache, clips):
     batch = MultimodalCollator(processor, use_audio_in_video=False)([make_sample(cache, clips["a"], "a")])
     ref = processor(text=[prompt(processor, "what a lovely day", extra_audio=True)],
-                    videos=[decode_video(clips["a"])], audio=[decode_audio(clips["a"])], fps=2.0,
-                    audio_kwargs={"max_length": 32000}, return_tensors="pt", padding=True)
+                    videos=[frames(cache, clips["a"])], audio=[decode_audio(clips["a"])], fps=2.0,
+                    audio_kwargs={"max_length": AUDIO_SAMPLES}, return_tensors="pt", padding=True)
     assert_same(batch, ref)
     assert batch["use_audio_in_video"] is False
 
@@ -120,11 +131,12 @@ def test_text_only_has_no_media(processor, cache):
 def test_clips_of_different_length_keep_their_own_features(processor, cache, clips):
     samples = [make_sample(cache, clips["a"], "a"), make_sample(cache, clips["long"], "long")]
     batch = MultimodalCollator(processor)(samples)
-    # 2.0 s -> 200 mel frames, 3.3 s = 52800 samples -> 330 frames; the short one is zero-padded
-    assert batch["input_features"].shape == (2, 128, 330)
-    assert batch["feature_attention_mask"].sum(-1).tolist() == [200, 330]
-    assert torch.equal(batch["input_features"][0, :, :200], samples[0]["audio"]["input_features"][0])
-    assert batch["input_features"][0, :, 200:].abs().sum() == 0
+    # 2.0 s -> 32768 samples -> ceil(204.8) = 205 mel frames; 3.3 s = 52800 samples -> 52 AAC frames =
+    # 53248 samples -> ceil(332.8) = 333 frames; the short one is zero-padded
+    assert batch["input_features"].shape == (2, 128, 333)
+    assert batch["feature_attention_mask"].sum(-1).tolist() == [205, 333]
+    assert torch.equal(batch["input_features"][0, :, :205], samples[0]["audio"]["input_features"][0])
+    assert batch["input_features"][0, :, 205:].abs().sum() == 0
 
 
 # -- labels ------------------------------------------------------------------------------------------
@@ -181,7 +193,7 @@ def test_missing_audio_alone_runs_video_only(processor, cache, clips):
     s["audio_missing"] = True
     batch = MultimodalCollator(processor)([s])
     ref = processor(text=[prompt(processor, "what a lovely day", ("text", "video"))],
-                    videos=[decode_video(clips["silent"])], fps=2.0, return_tensors="pt", padding=True)
+                    videos=[frames(cache, clips["silent"])], fps=2.0, return_tensors="pt", padding=True)
     assert_same(batch, ref)
     assert batch["use_audio_in_video"] is False and batch["silent_audio"] == []
 
@@ -193,10 +205,18 @@ def test_missing_audio_next_to_audio_gets_a_silent_track(processor, cache, clips
     # one flag for the batch: the silent clip is interleaved with 2.0 s of zeros
     ref = processor(text=[prompt(processor, "what a lovely day"),
                           prompt(processor, "what a lovely day", ("text", "video"))],
-                    videos=[decode_video(clips["a"]), decode_video(clips["silent"])],
+                    videos=[frames(cache, clips["a"]), frames(cache, clips["silent"])],
                     audio=[decode_audio(clips["a"]), np.zeros(32000, np.float32)], audio_from_video_indices=[0, 1],
-                    load_audio_from_video=True, fps=2.0, audio_kwargs={"max_length": 32000},
+                    load_audio_from_video=True, fps=2.0, audio_kwargs={"max_length": AUDIO_SAMPLES},
                     return_tensors="pt", padding=True)
+    # The silent track is the video's 2.0 s (200 mel frames) next to the real track's 205: the processor
+    # pads both to one length, the collator computes each at its own and zero-pads, so the silent row
+    # matches where its mask is set and is zero beyond.
+    silent_frames = int(batch["feature_attention_mask"][1].sum())
+    assert silent_frames == 200
+    feats, ref_feats = batch.pop("input_features"), ref.pop("input_features")
+    assert torch.equal(feats[0], ref_feats[0]) and torch.equal(feats[1, :, :200], ref_feats[1, :, :200])
+    assert feats[1, :, 200:].abs().sum() == 0
     assert_same(batch, ref)
     assert batch["use_audio_in_video"] is True and batch["silent_audio"] == ["s"]
 

@@ -38,16 +38,20 @@ def test_fps_and_frame_bounds(clips):
 
 # -- decode_audio ------------------------------------------------------------------------------------
 
-def test_audio_is_16k_mono_float32_of_the_clip_length(clips):
+def test_audio_is_16k_mono_float32_of_the_clip_with_aac_padding(clips):
     audio = decode_audio(clips["a"])
-    assert audio.shape == (32000,) and audio.dtype == np.float32  # 2.0 s * 16000
+    # 2.0 s * 16000 = 32000 samples, in 1024-sample AAC frames: ceil(32000 / 1024) = 32 frames = 32768
+    # samples, all of which ffmpeg's reader (and so the reference, librosa.load) returns
+    assert audio.shape == (32768,) and audio.dtype == np.float32
     t = np.arange(32000) / 16000
-    assert np.corrcoef(audio, np.sin(2 * np.pi * 440 * t))[0, 1] > 0.999
+    assert np.corrcoef(audio[:32000], np.sin(2 * np.pi * 440 * t))[0, 1] > 0.999
+    assert np.abs(audio[32200:]).max() < 0.05  # the padding decodes to (near) silence
 
 
 def test_audio_from_44k_stereo_is_resampled_and_averaged(clips):
     audio = decode_audio(clips["stereo44"])
-    assert audio.shape == (32000,)
+    # 88200 samples -> 87 AAC frames = 89088 samples at 44.1 kHz -> ceil(89088 * 16000 / 44100 = 32322.1)
+    assert audio.shape == (32323,)
     # both channels carry 0.3 * sin: their mean keeps the 0.3 amplitude (ffmpeg's downmix would give 0.42)
     assert 0.28 < np.abs(audio[1000:-1000]).max() < 0.32
 
@@ -109,8 +113,8 @@ def test_cold_then_warm_reads_without_decoding(tmp_path, clips, processor, monke
     # 4 frames of 64x64 -> resized to 336x336 (the processor's min 128*28*28 pixels): grid 2 x 24 x 24
     assert v["video_grid_thw"].tolist() == [[2, 24, 24]] and v["pixel_values_videos"].shape == (2 * 24 * 24, 1176)
     assert v["video_second_per_grid"] == 1.0 and v["seconds"] == 2.0  # temporal patch 2 / fps 2
-    # audio padded to the clip, not to 300 s: 32000 samples / hop 160 = 200 frames
-    assert a["input_features"].shape == (1, 128, 200) and a["feature_attention_mask"].sum() == 200
+    # audio padded to the clip (to a whole hop), not to 300 s: ceil(32768 samples / hop 160) = 205 frames
+    assert a["input_features"].shape == (1, 128, 205) and a["feature_attention_mask"].sum() == 205
     warm = MediaCache(processor, tmp_path)  # a new process: nothing in memory
     _forbid(monkeypatch, processor)
     v2, a2 = warm.video(clips["a"]), warm.audio(clips["a"])
@@ -126,8 +130,9 @@ def test_changed_settings_do_not_reuse_entries(tmp_path, clips, processor):
     assert base.key("audio", clips["a"]) != MediaCache(processor, tmp_path, max_audio_seconds=1.0).key(
         "audio", clips["a"])
     assert base.key("audio", clips["a"]) == MediaCache(processor, tmp_path, fps=1.0).key("audio", clips["a"])
-    other = MediaCache(processor, tmp_path, fps=1.0)
-    assert other.video(clips["a"])["video_second_per_grid"] == 2.0  # 2 / 1 fps: computed, not the 2 fps entry
+    other = MediaCache(processor, tmp_path, fps=5.0)
+    # 10 of the 20 frames: sampled at 5 fps, 2 frames / 5 fps = 0.4 s a grid: computed, not the 2 fps entry
+    assert other.video(clips["a"])["video_second_per_grid"] == 0.4
     assert other.stats["video/miss"] == 1
     # a processor whose video settings differ gets its own entries too
     import copy

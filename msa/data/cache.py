@@ -7,8 +7,12 @@ Per clip and modality one entry holds exactly what ``Qwen2_5OmniProcessor`` comp
   ``video_second_per_grid`` (float), plus ``seconds`` (the clip's duration);
 * audio: ``input_features [1, n_mels, F]``, ``feature_attention_mask [1, F]``, plus ``seconds``.
 
+The processor is given each clip's *sampled* frame rate as ``fps`` (as qwen-omni-utils does), so
+``video_second_per_grid`` is the real time a pair of frames spans, also when ``max_frames`` binds.
+
 Audio is padded to the clip itself (``max_length`` = its sample count), never to the feature
-extractor's default 30 s / 300 s, which would dominate CPU time and memory.
+extractor's 300 s window, which would dominate CPU time and memory; like that window (and the
+reference pipeline, which pads to it), audio longer than 300 s is cut there.
 
 The key is the sha256 of the file's bytes, the decode settings and the processor's video or audio
 settings (``to_dict()`` and the merged call kwargs) plus the transformers version, so a different
@@ -44,7 +48,7 @@ from msa.data import media
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: sampled fps per clip, librosa-style audio (whole track, soxr)
 MAGIC = b"MSACACHE"
 _HEADER = struct.Struct(">8sIIQ")  # magic, crc32 of everything after the header, meta length, data length
 _ALIGN = 64  # tensor data offsets, so every dtype's view is aligned
@@ -182,15 +186,17 @@ class MediaCache:
                  video_min_pixels: int | None = None, video_max_pixels: int | None = None):
         import transformers
 
-        media.num_frames(1.0, fps, min_frames, max_frames)  # validates the frame settings early
+        media.num_frames(2, 1.0, fps, min_frames, max_frames)  # validates the frame settings early
         if max_audio_seconds is not None and max_audio_seconds <= 0:
             raise ValueError(f"max_audio_seconds must be > 0 or None, got {max_audio_seconds}")
         self.processor = processor
         self.dir = Path(cache_dir) if cache_dir is not None else None
         self.fps, self.min_frames, self.max_frames = float(fps), int(min_frames), int(max_frames)
-        self.max_audio_seconds = max_audio_seconds
         fe = processor.feature_extractor
         self.sample_rate = int(fe.sampling_rate)
+        # The feature extractor's window (300 s for Qwen2.5-Omni) is the most the reference keeps.
+        window = float(fe.n_samples) / self.sample_rate
+        self.max_audio_seconds = window if max_audio_seconds is None else min(float(max_audio_seconds), window)
         # Fewer samples than this give no audio token at all (STFT window, then two stride-2 stages).
         self.min_audio_samples = max(int(fe.n_fft) + 1, 4 * int(fe.hop_length))
         # The processor's own kwarg merge: class defaults (e.g. its video "size"), saved config, fps.
@@ -221,7 +227,7 @@ class MediaCache:
                                 call=merged["videos_kwargs"], decode=dict(fps=self.fps, min_frames=self.min_frames,
                                                                           max_frames=self.max_frames))),
             "audio": _json(dict(common, kind="audio", processor=fe.to_dict(), call=merged["audio_kwargs"],
-                                decode=dict(sample_rate=self.sample_rate, max_audio_seconds=max_audio_seconds,
+                                decode=dict(sample_rate=self.sample_rate, max_audio_seconds=self.max_audio_seconds,
                                             min_samples=self.min_audio_samples))),
         }
         self._hashes: dict[tuple[str, int, int], str] = {}
@@ -301,13 +307,24 @@ class MediaCache:
     def _compute_video(self, path: Path) -> dict:
         info = media.probe_video(path)
         frames = media.decode_video(path, self.fps, self.min_frames, self.max_frames)  # [T, H, W, 3]
-        processed, _ = self.processor._process_videos([frames], **self._merged)
+        frames = media.resize_frames(frames, *self.frame_size(frames.shape[1], frames.shape[2], frames.shape[0]))
+        fps = media.sampled_fps(info.total_frames, info.fps, frames.shape[0])
+        kwargs = dict(self._merged, videos_kwargs=dict(self._merged["videos_kwargs"], fps=fps))
+        processed, _ = self.processor._process_videos([frames], **kwargs)
         return {
             "pixel_values_videos": processed["pixel_values_videos"].contiguous(),  # [P, C*tps*ps*ps]
             "video_grid_thw": processed["video_grid_thw"].contiguous(),  # [1, 3]
             "video_second_per_grid": float(_plain(processed["video_second_per_grid"])),
             "seconds": float(info.duration),
         }
+
+    def frame_size(self, height: int, width: int, n_frames: int) -> tuple[int, int]:
+        """The processor's frame size for this clip (its pixel bounds, Qwen's whole-video budget)."""
+        vp = self.processor.video_processor
+        size = self._merged["videos_kwargs"]["size"]
+        return media.frame_size(height, width, n_frames, factor=vp.patch_size * vp.merge_size,
+                                min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"],
+                                max_tokens=getattr(vp, "max_video_tokens", 128000))
 
     def _compute_audio(self, path: Path) -> dict:
         audio = media.decode_audio(path, self.sample_rate, self.max_audio_seconds)  # [S]
@@ -317,8 +334,15 @@ class MediaCache:
         return self.audio_features(audio)
 
     def audio_features(self, audio) -> dict:
-        """Features of a waveform already at ``sample_rate``, padded to its own length."""
-        kwargs = dict(self._merged["audio_kwargs"], max_length=int(audio.shape[0]))
+        """Features of a waveform already at ``sample_rate``, padded to its own length.
+
+        Its length is rounded up to a whole hop: the reference pads to 300 s, which is a whole number
+        of hops, and so keeps the mel frame that starts inside the last partial hop (``ceil(n / hop)``
+        frames); padding to exactly ``n`` would drop it, and one clip in four would get one audio token
+        fewer than the reference.
+        """
+        hop = int(self.processor.feature_extractor.hop_length)
+        kwargs = dict(self._merged["audio_kwargs"], max_length=-(-int(audio.shape[0]) // hop) * hop)
         processed, _ = self.processor._process_audio([audio], **kwargs)
         return {
             "input_features": processed["input_features"].contiguous(),  # [1, n_mels, F]

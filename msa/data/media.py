@@ -1,10 +1,17 @@
-"""Decode a clip's frames and speech with PyAV (no ffmpeg binary, no torchcodec).
+"""Decode a clip's frames and speech with PyAV (no ffmpeg binary, no torchcodec), as Qwen2.5-Omni's own
+preprocessing (qwen-omni-utils) does.
 
-Frames are sampled the way qwen-omni-utils samples them for Qwen2.5-Omni: ``n = duration * fps``
-clamped to ``[min_frames, max_frames]`` and floored to an even count (the vision encoder groups
-frames in pairs, ``temporal_patch_size=2``), at indices ``linspace(0, total - 1, n).round()``.
-Audio is resampled to float32 at the feature extractor's rate with PyAV's resampler and averaged
-over its channels to mono (as ``librosa.load`` does; ffmpeg's own downmix would scale by 1/sqrt(2)).
+Frames follow qwen-omni-utils' ``smart_nframes``: ``n = total_frames / video_fps * fps``, clamped to
+``[min_frames, min(max_frames, total_frames)]`` and floored to an even count (the vision encoder groups
+frames in pairs, ``temporal_patch_size=2``), at indices ``linspace(0, total - 1, n).round()``. The rate
+actually sampled, ``n / total_frames * video_fps`` (:func:`sampled_fps`), is what the processor must be
+given as ``fps``: it sets ``video_second_per_grid`` and so where each frame sits on TMRoPE's time axis.
+
+Audio follows ``librosa.load(path, sr=16000)``: every sample the decoder gives (AAC's padded last
+frame included, as ffmpeg's reader returns it), averaged over the channels to mono, then resampled
+with librosa's default (soxr, high quality). The one deliberate difference: qwen-omni-utils reads
+through ffmpeg's 16-bit PCM output, and we keep the decoder's float samples (a rounding of at most
+1.5e-5, far below anything the features resolve).
 
 Every failure is a :class:`MediaError` that names the file and, once the data layer adds them, the
 dataset and clip id. A clip without an audio track raises the subclass :class:`NoAudioError`, so a
@@ -74,37 +81,92 @@ class VideoInfo:
     duration: float  # seconds, total_frames / fps (the duration the frame rule uses)
 
 
-def num_frames(duration: float, fps: float = 2.0, min_frames: int = 4, max_frames: int = 768) -> int:
-    """How many frames Qwen's rule samples from a clip of ``duration`` seconds.
+def num_frames(total_frames: int, video_fps: float, fps: float = 2.0, min_frames: int = 4,
+               max_frames: int = 768) -> int:
+    """How many frames Qwen's rule (qwen-omni-utils' ``smart_nframes``) samples from a clip.
 
-    >>> num_frames(2.0)  # 2.0 s * 2 fps = 4
+    >>> num_frames(20, 10.0)  # 2 s at 10 fps: 2 s * 2 fps = 4
     4
-    >>> num_frames(3.3)  # 6.6 -> floor to an even count
+    >>> num_frames(33, 10.0)  # 3.3 s: 6.6 -> floor to an even count
     6
-    >>> num_frames(0.5)  # 1.0 -> clamped up to min_frames
+    >>> num_frames(5, 10.0)  # 0.5 s: 1 -> raised to min_frames
     4
-    >>> num_frames(1000.0)  # 2000 -> clamped down to max_frames
+    >>> num_frames(1199, 30000 / 1001)  # 40 s at 29.97 fps: 80.02 -> 80
+    80
+    >>> num_frames(30000, 25.0)  # 20 min: 2400 -> max_frames
     768
+    >>> num_frames(3, 10.0)  # never more frames than the clip has: 2
+    2
     """
-    if fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
+    if fps <= 0 or video_fps <= 0:
+        raise ValueError(f"fps and video_fps must be > 0, got {fps}, {video_fps}")
     if not 2 <= min_frames <= max_frames:
         raise ValueError(f"need 2 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
-    n = min(max(duration * fps, min_frames), max_frames)
+    if total_frames < 2:
+        raise ValueError(f"Qwen's frame rule needs a clip of at least 2 frames, got {total_frames}")
+    low = -(-min_frames // 2) * 2
+    high = min(max_frames, total_frames) // 2 * 2
+    n = min(max(total_frames / video_fps * fps, low), high, total_frames)
     return int(n // 2 * 2)
 
 
+def sampled_fps(total_frames: int, video_fps: float, n: int) -> float:
+    """The frame rate of ``n`` frames spread over the clip: the ``fps`` to give the processor.
+
+    >>> sampled_fps(20, 10.0, 4)  # the demo's clips: exactly 2 fps, video_second_per_grid 1.0
+    2.0
+    >>> 2 / sampled_fps(30000, 25.0, 768)  # 20 min capped at 768 frames: a grid spans 3.125 s, not 1 s
+    3.125
+    """
+    return n / total_frames * video_fps
+
+
 def frame_indices(total_frames: int, n: int) -> np.ndarray:
-    """``n`` indices spread uniformly from the first to the last frame (repeats if ``n > total``).
+    """``n`` indices spread uniformly from the first to the last frame.
 
     >>> frame_indices(20, 4).tolist()  # linspace(0, 19, 4) = 0, 6.33, 12.67, 19
     [0, 6, 13, 19]
-    >>> frame_indices(3, 4).tolist()  # linspace(0, 2, 4) = 0, 0.67, 1.33, 2
-    [0, 1, 1, 2]
     """
     if total_frames < 1:
         raise ValueError(f"total_frames must be >= 1, got {total_frames}")
     return np.linspace(0, total_frames - 1, n).round().astype(np.int64)
+
+
+def frame_size(height: int, width: int, n_frames: int, *, factor: int = 28, min_pixels: int = 128 * 28 * 28,
+               max_pixels: int = 768 * 28 * 28, max_tokens: int = 128000) -> tuple[int, int]:
+    """The size every frame of an ``n_frames`` clip is resized to, as qwen-omni-utils' ``fetch_video``.
+
+    The per-frame cap ``max_pixels`` is also bounded by an even share of a whole-video budget (90% of
+    ``max_tokens`` tokens of ``factor x factor`` pixels, two frames to a token's time step), but never
+    below ``1.05 * min_pixels``; then ``smart_resize`` keeps the aspect ratio on multiples of ``factor``.
+
+    >>> frame_size(360, 640, 8)  # 29.97 fps 640x360: 13 x 23 merged patches
+    (364, 644)
+    >>> frame_size(1080, 1920, 768)  # a 1080p clip capped at 768 frames: the budget binds
+    (336, 644)
+    """
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    budget = int(max_tokens * factor * factor * 0.9)
+    cap = max(min(max_pixels, budget * 2 // n_frames), int(min_pixels * 1.05))
+    return smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=cap)
+
+
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``[T, H, W, 3]`` uint8 frames resized as qwen-omni-utils does (bicubic, antialiased, on uint8).
+
+    Resizing here rather than in the processor keeps its rounding and clipping to 0..255, which the
+    processor (resizing in float) would not, so the pixels match the reference exactly.
+    """
+    if frames.shape[1:3] == (height, width):
+        return frames
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as tvf  # v1: its uint8 kernel (v2 goes through float)
+
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # [T, 3, H, W]
+    out = tvf.resize(video, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return out.permute(0, 2, 3, 1).contiguous().numpy()  # [T, H', W', 3]
 
 
 def _check_file(path: Path) -> None:
@@ -150,7 +212,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
 
 def decode_video(path: str | os.PathLike, fps: float = 2.0, min_frames: int = 4,
                  max_frames: int = 768) -> np.ndarray:
-    """Sampled RGB frames, ``[T, H, W, 3]`` uint8 with ``T = num_frames(duration, ...)``.
+    """Sampled RGB frames, ``[T, H, W, 3]`` uint8 with ``T = num_frames(total_frames, video_fps, ...)``.
 
     Only the sampled frames are kept, so a long high-resolution clip does not fill the memory.
     """
@@ -161,7 +223,10 @@ def decode_video(path: str | os.PathLike, fps: float = 2.0, min_frames: int = 4,
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         info = _video_info(container, stream, path)
-        wanted = frame_indices(info.total_frames, num_frames(info.duration, fps, min_frames, max_frames))
+        if info.total_frames < 2:
+            raise MediaError(f"video stream has {info.total_frames} frame; Qwen's frame rule needs at least 2",
+                             path=path, kind="empty")
+        wanted = frame_indices(info.total_frames, num_frames(info.total_frames, info.fps, fps, min_frames, max_frames))
         picked: dict[int, np.ndarray] = {}
         need = set(wanted.tolist())
         last = -1
@@ -191,50 +256,68 @@ def decode_video(path: str | os.PathLike, fps: float = 2.0, min_frames: int = 4,
     return np.stack([picked[i] for i in wanted.tolist()])  # [T, H, W, 3]
 
 
+def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """``librosa.resample(audio, orig_sr=rate, target_sr=target)`` (its default, soxr's high quality), without
+    importing librosa: soxr, then the length set to ``ceil(n * target / rate)`` (zero-padded or cut).
+
+    >>> resample(np.ones(44100, np.float32), 44100, 16000).shape
+    (16000,)
+    """
+    import soxr
+
+    out = soxr.resample(audio, rate, target, quality="soxr_hq")
+    n = int(np.ceil(audio.shape[0] * float(target) / rate))
+    return out[:n] if out.shape[0] >= n else np.pad(out, (0, n - out.shape[0]))
+
+
 def decode_audio(path: str | os.PathLike, sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
     """The first audio track as mono float32 at ``sample_rate``, cut to ``max_seconds`` if given.
 
-    The decoded tail is trimmed to the stream's declared duration: AAC pads its last frame to 1024
-    samples, which would otherwise add up to 64 ms of silence at 16 kHz.
+    As ``librosa.load(path, sr=sample_rate)``: all decoded samples at the track's own rate, the mean
+    of the channels, then one soxr (high quality) resampling of the whole waveform. The tail is not
+    trimmed to the stream's declared duration: ffmpeg's reader, which the reference goes through,
+    keeps AAC's padded last frame too (up to 1023 samples at the source rate).
     """
     path = Path(path)
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
-    limit = None if max_seconds is None else int(round(max_seconds * sample_rate))
     with _open(path) as container:
         if not container.streams.audio:
             raise NoAudioError("no audio track", path=path)
         stream = container.streams.audio[0]
-        declared = None
-        if stream.duration and stream.time_base:
-            declared = int(round(float(stream.duration * stream.time_base) * sample_rate))
-        # Keep the channel layout and average later: the planar output is [channels, samples].
-        resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=sample_rate)
+        rate = stream.codec_context.sample_rate or stream.rate
+        if not rate:
+            raise MediaError("audio track has no sample rate", path=path)
+        # Decoding stops a little past the cut: the resampler's filter then sees the same samples around
+        # the cut as it would in the whole track.
+        source_limit = None if max_seconds is None else int((max_seconds + 0.1) * rate)
+        # Any sample format to planar float at the source rate and layout: [channels, samples] per frame.
+        converter = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
         chunks: list[np.ndarray] = []
         n = 0
         try:
             for frame in container.decode(stream):
-                frame.pts = None  # let the resampler count samples; odd timestamps are not our concern
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().mean(axis=0))  # [C, S] -> [S]
-                    n += chunks[-1].size
-                if limit is not None and n >= limit:
+                frame.pts = None  # let the converter count samples; odd timestamps are not our concern
+                for out in converter.resample(frame):
+                    chunks.append(out.to_ndarray())
+                    n += chunks[-1].shape[1]
+                if source_limit is not None and n >= source_limit:
                     break
-            for out in resampler.resample(None):  # flush
-                chunks.append(out.to_ndarray().mean(axis=0))
+            for out in converter.resample(None):  # flush
+                chunks.append(out.to_ndarray())
         except av.error.FFmpegError as exc:
             raise MediaError(f"audio decoding failed (truncated or corrupt): {exc}", path=path) from exc
-    audio = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
-    if declared is not None and 0 < declared < audio.size:
-        audio = audio[:declared]
-    if limit is not None:
-        audio = audio[:limit]
-    if audio.size == 0:
+    if not chunks or sum(c.shape[1] for c in chunks) == 0:
         raise NoAudioError("audio track has no samples", path=path)
-    return audio
+    audio = np.concatenate(chunks, axis=1).astype(np.float32, copy=False).mean(axis=0)  # [C, S] -> [S]
+    if rate != sample_rate:
+        audio = resample(audio, rate, sample_rate)
+    if max_seconds is not None:
+        audio = audio[:int(round(max_seconds * sample_rate))]
+    return np.ascontiguousarray(audio, dtype=np.float32)
 
 
 __all__ = [
     "KINDS", "MediaError", "NoAudioError", "VideoInfo", "decode_audio", "decode_video", "frame_indices",
-    "num_frames", "probe_video",
+    "frame_size", "num_frames", "probe_video", "resample", "resize_frames", "sampled_fps",
 ]

@@ -80,7 +80,7 @@ def resolve_model_dir(cfg) -> Path | None:
     if cfg.get("tiny_size"):
         from msa.models.tiny import ensure_tiny
 
-        return ensure_tiny(cfg.get("cache_dir"), size=cfg.tiny_size)
+        return ensure_tiny(cfg.get("cache_dir"), size=cfg.tiny_size, vocab=cfg.get("vocab") or "trained")
     return None
 
 
@@ -91,7 +91,7 @@ def load_processor(cfg):
     if model_dir is None:  # random 7B without a checkpoint: the tiny processor has the 7B preprocessor settings
         from msa.models.tiny import ensure_tiny
 
-        model_dir = ensure_tiny(cfg.get("cache_dir"), size="test")
+        model_dir = ensure_tiny(cfg.get("cache_dir"), size="test", vocab=cfg.get("vocab") or "trained")
     return AutoProcessor.from_pretrained(model_dir)
 
 
