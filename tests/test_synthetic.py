@@ -337,11 +337,11 @@ def test_a_crash_mid_generation_leaves_no_set(tmp_path, monkeypatch):
         real_write(path, *args)
 
     real_write = syn.write_mp4
-    monkeypatch.setattr(syn, "write_mp4", fail_on_third)
+    monkeypatch.setattr(syn.render, "write_mp4", fail_on_third)
     with pytest.raises(RuntimeError, match="disk full"):
         syn.ensure(tmp_path / "demo", **SMALL)
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(syn, "write_mp4", real_write)
+    monkeypatch.setattr(syn.render, "write_mp4", real_write)
     assert len(_read(syn.ensure(tmp_path / "demo", **SMALL))) == 3
 
 
