@@ -32,6 +32,7 @@ def datamodule_kwargs(data_cfg, **overrides) -> dict:
 
 def build_datamodule(cfg, policy, *, name: str | None = None, root: str | None = None, **collate):
     """A DataModule for ``name`` (default: ``data.name``) with the policy's processor attached."""
+    from msa.data.datamodule import GENERATION_KEYS, generation_keys
     from msa.data.datamodule import build_datamodule as create
 
     kw = datamodule_kwargs(cfg.data, **collate)
@@ -39,8 +40,9 @@ def build_datamodule(cfg, policy, *, name: str | None = None, root: str | None =
     data_root = kw.pop("root")
     if name is not None and name != data_name:  # another dataset (cross-dataset eval): its own root
         data_name, data_root = name, root
-    if not data_name.startswith("demo"):
-        kw.pop("n_clips", None)
+    for key in GENERATION_KEYS:  # a synthetic set's generation keys mean nothing to a real one (or another family)
+        if key not in generation_keys(data_name):
+            kw.pop(key, None)
     dm = create(data_name, data_root, use_audio_in_video=policy.use_audio_in_video, **kw)
     dm.attach_processor(policy.processor)
     return dm

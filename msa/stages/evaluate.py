@@ -82,7 +82,9 @@ def _to(batch: dict, device: str) -> dict:
 
 def _default_root(cfg, ds: str):
     """Synthetic targets live next to the demo set; real datasets need eval.roots.<name>."""
-    if ds.startswith("demo"):
+    from msa.data.datamodule import is_generated
+
+    if is_generated(ds):
         return f"{cfg.paths.data_dir}/{ds}"
     raise ValueError(f"eval.datasets includes {ds!r}: set eval.roots.{ds}=/path/to/{ds} (MMSA layout)")
 

@@ -46,7 +46,7 @@ FLAVOURS = {"sims": "hard", "mosi": "hard_mosi"}  # flavour -> dataset name in m
 COLUMNS = (*BASE_COLUMNS, "conflict")
 DEFAULT_SPLITS = (0.3, 0.1, 0.6)  # a large test split, so the conflict subset can be read (see README)
 CLASS_SHARES = (0.4, 0.2, 0.4)  # planned negative / neutral / positive
-WEIGHTS = (0.4, 0.3, 0.3)  # text, voice, face: how annotators weigh cues that do not conflict
+WEIGHTS = (0.5, 0.25, 0.25)  # text, voice, face: how annotators weigh cues that do not conflict
 SIZES = ((64, 64), (60, 80), (72, 128))  # (height, width): square, 4:3, 16:9
 FPS = (25, 30)
 SAMPLE_RATES = (16000, 44100, 48000)
@@ -237,10 +237,11 @@ def flavour_code(flavour: str) -> int:
 def _cues(polarity: int, conflict: bool, rng: np.random.Generator, flavour: str) -> tuple[str, float, float, float]:
     """(transcript, text value, voice cue, face cue) for a clip of the planned class.
 
-    Polar clips: the words carry the polarity (0.3..1 in size), and the voice and the face do too,
-    except that one of them is near zero in a third of the clips, so neither alone is enough. Conflict
-    clips: the words say the opposite (0.3..1), voice and face both carry the polarity (0.35..1).
-    Neutral clips: a neutral or a faint phrase (|value| <= 0.2) and a faint voice and face.
+    Polar clips: the words carry the polarity (0.4..1 in size); voice and face both carry it in 40 %
+    of them, only one of them in 20 % each, and neither (both near zero) in 20 %, so every modality
+    is needed somewhere. Conflict clips: the words say the opposite (0.3..1), voice and face both
+    carry the polarity (0.35..1). Neutral clips: a neutral or a faint phrase (|value| <= 0.2) and a
+    faint voice and face.
     """
     def strong(sign: int, low: float = 0.35) -> float:
         return sign * float(rng.uniform(low, 1.0))
@@ -256,14 +257,16 @@ def _cues(polarity: int, conflict: bool, rng: np.random.Generator, flavour: str)
         span = (0.3, 1.0) if polarity < 0 else (-1.0, -0.3)
         text, t = transcript_for(span, rng, flavour)
         return text, t, strong(polarity), strong(polarity)
-    span = (0.3, 1.0) if polarity > 0 else (-1.0, -0.3)
+    span = (0.4, 1.0) if polarity > 0 else (-1.0, -0.4)
     text, t = transcript_for(span, rng, flavour)
     a, v = strong(polarity), strong(polarity)
     quiet = rng.random()
-    if quiet < 1 / 6:
+    if quiet < 0.2:
         a = faint()
-    elif quiet < 1 / 3:
+    elif quiet < 0.4:
         v = faint()
+    elif quiet < 0.6:
+        a, v = faint(), faint()
     return text, t, a, v
 
 
@@ -271,8 +274,8 @@ def sentiment(t: float, a: float, v: float, conflict: bool) -> float:
     """What annotators perceive as the clip's sentiment: the weighted cues, or, when the words
     contradict voice and face, the voice and face alone (the words are read as sarcasm).
 
-    >>> sentiment(0.6, 0.5, 0.5, False), sentiment(0.6, -0.5, -0.7, True)
-    (0.54, -0.6)
+    >>> sentiment(0.6, 0.5, 0.4, False), sentiment(0.6, -0.5, -0.7, True)
+    (0.525, -0.6)
     """
     if conflict:
         return round((a + v) / 2, 12)
