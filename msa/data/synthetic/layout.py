@@ -104,7 +104,7 @@ def _write_set(out: Path, params: dict) -> None:
         frames, audio, fps, sample_rate = family.render_clip(clip, params)
         folder = out / "Raw" / clip.video_id
         folder.mkdir(parents=True, exist_ok=True)
-        render.write_mp4(folder / f"{clip.clip_id}.mp4", frames, audio, fps, sample_rate)
+        render.write_mp4(folder / f"{clip.clip_id}.mp4", frames, audio, fps, sample_rate, fast_aac=family is hard)
         if k % 200 == 0:
             log.info("synthetic set %s: %d of %d clips (%.0f s)", out.name, k, len(clips), time.perf_counter() - start)
 
