@@ -88,6 +88,7 @@ def validate(cfg: DictConfig) -> None:
     for s in run:
         _check(s in STAGES, "stage.run", f"unknown stage {s!r}; known: {', '.join(STAGES)}")
 
+    from msa.data.datamodule import is_generated  # the synthetic sets need no root: drawn on first use
     from msa.datasets import DATASETS
 
     _check(cfg.data.name in DATASETS, "data.name", f"unknown dataset {cfg.data.name!r}; known: {', '.join(DATASETS)}")
@@ -151,7 +152,7 @@ def validate(cfg: DictConfig) -> None:
         for t in eval_targets(cfg):  # a missing root fails here, before any model loads
             own = t.name == cfg.data.name and (cfg.eval.get("roots") or {}).get(t.name) is None
             key = "data.root" if own else f"eval.roots.{t.name}"
-            _check(t.name.startswith("demo") or Path(t.root).expanduser().exists(), key,
+            _check(is_generated(t.name) or Path(t.root).expanduser().exists(), key,
                    f"{t.root} does not exist ({t.name} in the MMSA layout: label.csv and Raw/)")
-    if any(s in run for s in ("cot", "sft", "grpo")) and not cfg.data.name.startswith("demo"):
+    if any(s in run for s in ("cot", "sft", "grpo")) and not is_generated(cfg.data.name):
         _check(Path(str(cfg.data.root)).expanduser().exists(), "data.root", f"{cfg.data.root} does not exist")

@@ -32,13 +32,15 @@ class DataTarget:
 
 def data_root(cfg: DictConfig, name: str) -> str:
     """The directory of dataset ``name`` in this run: ``eval.roots.<name>``, else ``data.root`` for the
-    training dataset, else the demo sets' own place; a real dataset without a root is an error."""
+    training dataset, else the synthetic sets' own place; a real dataset without a root is an error."""
     root = (cfg.eval.get("roots") or {}).get(name)
     if root is not None:
         return str(root)
     if name == cfg.data.name:
         return str(cfg.data.root)
-    if name.startswith("demo"):  # the synthetic sets are generated next to each other on first use
+    from msa.data.datamodule import is_generated
+
+    if is_generated(name):  # the synthetic sets are generated next to each other on first use
         return f"{cfg.paths.data_dir}/{name}"
     raise ConfigError(f"eval.roots.{name}: eval.datasets includes {name!r} but gives no root for it; "
                       f"set eval.roots.{name}=/path/to/{name} (MMSA layout)")

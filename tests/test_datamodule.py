@@ -134,7 +134,7 @@ def test_missing_audio_track(tmp_path, processor):
 
 
 def test_registry_and_bad_arguments(sims_root):
-    assert set(DATAMODULES) == {"sims", "simsv2", "mosi", "mosei", "demo", "demo_mosi"}
+    assert set(DATAMODULES) == {"sims", "simsv2", "mosi", "mosei", "demo", "demo_mosi", "hard", "hard_mosi"}
     dm = build_datamodule("mosei", sims_root)
     assert isinstance(dm, MOSEIDataModule) and (dm.spec.score_min, dm.spec.score_max) == (-3.0, 3.0)
     with pytest.raises(ValueError, match="no data module for 'iemocap'"):

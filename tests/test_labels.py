@@ -23,7 +23,8 @@ def test_sims_keeps_zero_padded_ids_and_builds_paths(tmp_path):
     ], SIMS_HEADER)
     df = read_labels(tmp_path, "sims")
     assert list(df.columns) == ["id", "video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V",
-                                "mode", "path"]
+                                "conflict", "mode", "path"]
+    assert df["conflict"].isna().all()  # no conflict column in a real release
     assert df["id"].tolist() == ["video_0001$_$0001", "video_0001$_$0002", "video_0060$_$0010"]
     assert df["clip_id"].tolist() == ["0001", "0002", "0010"]
     assert df["text"].tolist() == ["我很开心", "还行吧, 一般", "NA"]  # "NA" is a transcript, not a missing value
@@ -32,6 +33,21 @@ def test_sims_keeps_zero_padded_ids_and_builds_paths(tmp_path):
     assert df["mode"].tolist() == ["train", "valid", "test"]
     assert df["path"][2] == str(tmp_path / "Raw" / "video_0060" / "0010.mp4")
     assert df.attrs["n_unlabelled"] == 0
+
+
+def test_conflict_column_is_read_by_name_and_checked(tmp_path):
+    header = [*SIMS_HEADER, "conflict"]
+    write_labels(tmp_path, [
+        ["video_0001", "0001", "great, just great", "-0.8", "0.8", "-1.0", "-0.6", "Negative", "test", "1"],
+        ["video_0001", "0002", "fine", "0.4", "0.4", "0.2", "0.6", "Positive", "test", "0"],
+        ["video_0001", "0003", "ok", "0.0", "0.0", "0.0", "0.0", "Neutral", "train", ""],
+    ], header)
+    df = read_labels(tmp_path, "hard")
+    assert df["conflict"].tolist()[:2] == [1.0, 0.0] and math.isnan(df["conflict"][2])
+    assert df["conflict"].dtype == "float64"
+    write_labels(tmp_path, [["video_0001", "0001", "x", "0.2", "0.2", "0.2", "0.2", "Positive", "test", "2"]], header)
+    with pytest.raises(LabelFileError, match="hard: conflict must be 0 or 1 .*'2'"):
+        read_labels(tmp_path, "hard")
 
 
 def test_headerless_sims_file_reads_in_canonical_order(tmp_path):

@@ -330,18 +330,18 @@ def test_ensure_regenerates_an_incomplete_set(tmp_path):
 def test_a_crash_mid_generation_leaves_no_set(tmp_path, monkeypatch):
     written = []
 
-    def fail_on_third(path, *args):
+    def fail_on_third(path, *args, **kwargs):
         if len(written) == 2:
             raise RuntimeError("disk full")
         written.append(path)
-        real_write(path, *args)
+        real_write(path, *args, **kwargs)
 
     real_write = syn.write_mp4
-    monkeypatch.setattr(syn, "write_mp4", fail_on_third)
+    monkeypatch.setattr(syn.render, "write_mp4", fail_on_third)
     with pytest.raises(RuntimeError, match="disk full"):
         syn.ensure(tmp_path / "demo", **SMALL)
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(syn, "write_mp4", real_write)
+    monkeypatch.setattr(syn.render, "write_mp4", real_write)
     assert len(_read(syn.ensure(tmp_path / "demo", **SMALL))) == 3
 
 

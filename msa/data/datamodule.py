@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import lightning as L
@@ -256,9 +256,13 @@ class DemoDataModule(NamedDataModule):
 
     dataset_name = "demo"
     flavour = "sims"
+    # The set is drawn by msa.data.synthetic: it has a default root and takes these generation keys.
+    generation_keys: tuple[str, ...] = ("n_clips", "splits")
 
-    def __init__(self, root: str | Path | None = None, *, n_clips: int = 300, data_seed: int = 0, **kwargs):
+    def __init__(self, root: str | Path | None = None, *, n_clips: int = 300, data_seed: int = 0,
+                 splits: Sequence[float] | None = None, **kwargs):
         self.n_clips, self.data_seed = n_clips, data_seed
+        self.splits = None if splits is None else tuple(float(f) for f in splits)
         super().__init__(root, **kwargs)
 
     def default_root(self) -> Path:
@@ -267,7 +271,8 @@ class DemoDataModule(NamedDataModule):
     def prepare_data(self) -> None:
         from msa.data import synthetic
 
-        synthetic.ensure(self.root, flavour=self.flavour, n_clips=self.n_clips, seed=self.data_seed)
+        splits = {} if self.splits is None else {"splits": self.splits}
+        synthetic.ensure(self.root, flavour=self.flavour, n_clips=self.n_clips, seed=self.data_seed, **splits)
 
 
 class DemoMOSIDataModule(DemoDataModule):
@@ -277,14 +282,55 @@ class DemoMOSIDataModule(DemoDataModule):
     flavour = "mosi"
 
 
+class HardDataModule(DemoDataModule):
+    """The hard synthetic set (msa.data.synthetic.hard, SIMS-like): cues only in face, voice and words,
+    voted labels, ``conflict`` clips; 2000 clips, 60 % of them test, unless told otherwise."""
+
+    dataset_name = "hard"
+    flavour = "sims"
+    generation_keys = ("n_clips", "splits", "conflict")
+
+    def __init__(self, root: str | Path | None = None, *, n_clips: int = 2000, conflict: float = 0.25, **kwargs):
+        self.conflict = conflict
+        super().__init__(root, n_clips=n_clips, **kwargs)
+
+    def prepare_data(self) -> None:
+        from msa.data import synthetic
+
+        splits = {} if self.splits is None else {"splits": self.splits}
+        synthetic.ensure_hard(self.root, flavour=self.flavour, n_clips=self.n_clips, seed=self.data_seed,
+                              conflict=self.conflict, **splits)
+
+
+class HardMOSIDataModule(HardDataModule):
+    """The hard synthetic set, MOSI-like flavour (votes in [-3, 3])."""
+
+    dataset_name = "hard_mosi"
+    flavour = "mosi"
+
+
 DATAMODULES: dict[str, type[NamedDataModule]] = {
     cls.dataset_name: cls
-    for cls in (SIMSDataModule, SIMSv2DataModule, MOSIDataModule, MOSEIDataModule, DemoDataModule, DemoMOSIDataModule)
+    for cls in (SIMSDataModule, SIMSv2DataModule, MOSIDataModule, MOSEIDataModule, DemoDataModule, DemoMOSIDataModule,
+                HardDataModule, HardMOSIDataModule)
 }
 
 
+GENERATION_KEYS = ("n_clips", "splits", "conflict")  # conf/data keys that only synthetic sets take
+
+
+def generation_keys(name: str) -> tuple[str, ...]:
+    """The generation keys dataset ``name`` takes (none: a real dataset, read from its root)."""
+    return getattr(DATAMODULES.get(name), "generation_keys", ())
+
+
+def is_generated(name: str) -> bool:
+    """Whether dataset ``name`` is drawn by msa.data.synthetic (and so has a default root)."""
+    return bool(generation_keys(name))
+
+
 def build_datamodule(name: str, root: str | Path | None = None, **kwargs) -> MSADataModule:
-    """The data module registered for ``name`` (sims, simsv2, mosi, mosei, demo, demo_mosi)."""
+    """The data module registered for ``name`` (sims, simsv2, mosi, mosei, demo, demo_mosi, hard, hard_mosi)."""
     if name not in DATAMODULES:
         raise ValueError(f"no data module for {name!r}; known: {', '.join(sorted(DATAMODULES))}")
     return DATAMODULES[name](root, **kwargs)
@@ -344,4 +390,5 @@ class SkipCounter(L.Callback):
         self._end(pl_module, "predict", log_it=False)  # Lightning does not log in predict
 
 
-__all__ = ["DATAMODULES", "MSADataModule", "SkipCounter", "SkipReport", "build_datamodule"]
+__all__ = ["DATAMODULES", "MSADataModule", "SkipCounter", "SkipReport", "build_datamodule", "generation_keys",
+           "is_generated"]

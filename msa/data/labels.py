@@ -10,7 +10,9 @@ The layout is ``<root>/label.csv`` (``meta.csv`` or ``meta(s).csv`` for CH-SIMS 
 * MOSI/MOSEI leave ``label_T/A/V`` empty: they become NaN;
 * the split aliases ``valid/val/dev/validation`` (any case) become ``valid``;
 * rows with an empty ``label`` (CH-SIMS v2(u)) are unlabelled: dropped and counted in
-  ``frame.attrs["n_unlabelled"]``.
+  ``frame.attrs["n_unlabelled"]``;
+* an optional ``conflict`` column (0/1: the words contradict voice and face, as in the synthetic
+  ``hard`` sets) is kept as float64 1.0/0.0, NaN where a file has none, so any analysis can split by it.
 
 Classes are never read from ``annotation``: the metrics derive them from ``label``.
 """
@@ -36,7 +38,7 @@ COLUMN_ALIASES = {"emotion": "annotation"}
 MODE_ALIASES = {"train": "train", "test": "test", "valid": "valid", "val": "valid", "dev": "valid",
                 "validation": "valid"}
 SPLITS = ("train", "valid", "test")
-OUTPUT_COLUMNS = ("id", "video_id", "clip_id", "text", "label", *UNIMODAL, "mode", "path")
+OUTPUT_COLUMNS = ("id", "video_id", "clip_id", "text", "label", *UNIMODAL, "conflict", "mode", "path")
 
 
 class LabelFileError(ValueError):
@@ -108,11 +110,23 @@ def _to_float(column: pd.Series, *, name: str, dataset: str, file: Path) -> pd.S
     return values
 
 
+def _conflict(frame: pd.DataFrame, *, dataset: str, file: Path) -> pd.Series:
+    if "conflict" not in frame.columns:
+        return pd.Series(np.nan, index=frame.index, dtype=np.float64)
+    values = _to_float(frame["conflict"], name="conflict", dataset=dataset, file=file)
+    bad = values.notna() & ~values.isin([0.0, 1.0])
+    if bad.any():
+        raise LabelFileError(f"{dataset}: conflict must be 0 or 1 in {file}, got "
+                             f"{', '.join(repr(v) for v in frame['conflict'][bad].head(3))}")
+    return values
+
+
 def read_labels(root: str | Path, dataset: str) -> pd.DataFrame:
     """The label table of the dataset at ``root``, one row per labelled clip.
 
-    Columns: ``id, video_id, clip_id, text, label, label_T, label_A, label_V, mode, path``; labels are
-    float64 (NaN when a release has no unimodal labels), ``path`` is a string. The number of dropped
+    Columns: ``id, video_id, clip_id, text, label, label_T, label_A, label_V, conflict, mode, path``;
+    labels are float64 (NaN when a release has no unimodal labels), ``conflict`` is 1.0/0.0 (NaN
+    without the column or with an empty cell), ``path`` is a string. The number of dropped
     unlabelled rows is in ``.attrs["n_unlabelled"]``, the file read in ``.attrs["label_file"]``.
     """
     root = Path(root)
@@ -131,6 +145,7 @@ def read_labels(root: str | Path, dataset: str) -> pd.DataFrame:
             out[col] = _to_float(frame[col], name=col, dataset=dataset, file=file)
         else:
             out[col] = np.nan
+    out["conflict"] = _conflict(frame, dataset=dataset, file=file)
     labelled = out["label"].notna()
     n_unlabelled = int((~labelled).sum())
     if n_unlabelled:

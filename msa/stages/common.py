@@ -33,6 +33,7 @@ def datamodule_kwargs(data_cfg, **overrides) -> dict:
 def build_datamodule(cfg, policy, *, name: str | None = None, root: str | None = None, **collate):
     """A DataModule for ``name`` at ``root`` (default: ``data.name`` at ``data.root``) with the policy's
     processor attached; the other ``conf/data`` settings (media budget, batch sizes) apply to any dataset."""
+    from msa.data.datamodule import GENERATION_KEYS, generation_keys
     from msa.data.datamodule import build_datamodule as create
 
     kw = datamodule_kwargs(cfg.data, **collate)
@@ -43,8 +44,9 @@ def build_datamodule(cfg, policy, *, name: str | None = None, root: str | None =
         data_name, data_root = name, root
     elif root is not None:
         data_root = root
-    if not data_name.startswith("demo"):
-        kw.pop("n_clips", None)
+    for key in GENERATION_KEYS:  # a synthetic set's generation keys mean nothing to a real one (or another family)
+        if key not in generation_keys(data_name):
+            kw.pop(key, None)
     dm = create(data_name, data_root, use_audio_in_video=policy.use_audio_in_video, **kw)
     dm.attach_processor(policy.processor)
     return dm

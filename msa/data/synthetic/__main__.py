@@ -1,0 +1,5 @@
+import sys
+
+from msa.data.synthetic.layout import main
+
+sys.exit(main())
