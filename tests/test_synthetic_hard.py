@@ -222,7 +222,7 @@ def test_small_set_files_have_the_planned_media(small_set):
             assert (a.codec_context.sample_rate, a.codec_context.channels) == (c.sample_rate, c.channels)
         # What the data pipeline reads: 2 fps frames (an even count, at least 4) and 16 kHz mono.
         frames = decode_video(path)
-        assert frames.shape[1:] == (*c.size, 3) and len(frames) == num_frames(round(c.seconds * c.fps) / c.fps)
+        assert frames.shape[1:] == (*c.size, 3) and len(frames) == num_frames(round(c.seconds * c.fps), c.fps)
         audio = decode_audio(path)
         assert abs(len(audio) / 16000 - c.seconds) < 0.05 and 0.02 < np.sqrt(np.mean(audio ** 2)) < 0.6
 
