@@ -15,12 +15,16 @@ from omegaconf import OmegaConf
 log = logging.getLogger(__name__)
 
 
-def load_stage_policy(ctx, init_from: str | None = None):
-    """The policy for a training/eval stage: the model config plus the previous stage's export, if any."""
+def load_stage_policy(ctx, init_from: str | None = None, *, trainable: bool = False):
+    """The policy for a stage: the model config plus the previous stage's export, if any.
+
+    ``trainable=False`` (eval, test passes) gives the export exactly as it was trained; the training stages
+    ask for ``trainable=True`` (the export merged into the base, a fresh adapter on top).
+    """
     from msa.models import load_policy
 
     src = init_from or ctx.artefacts.get("policy")
-    return load_policy(ctx.cfg.model, init_from=src)
+    return load_policy(ctx.cfg.model, init_from=src, trainable=trainable)
 
 
 def datamodule_kwargs(data_cfg, **overrides) -> dict:
