@@ -54,6 +54,15 @@ class PolicyModule(L.LightningModule):
         keep = {"model." + n for n in trainable_parameters(self.model)}
         return type(full)((k, v) for k, v in full.items() if k in keep)
 
+    def on_fit_start(self):
+        # After the precision plugin has converted the module (bf16-true casts every weight, adapter included).
+        low = sorted({str(p.dtype) for p in trainable_parameters(self.model).values() if p.dtype != torch.float32})
+        if low:
+            raise ValueError(
+                f"trainable parameters are {', '.join(low)} (trainer.precision={self.trainer.precision!r}, "
+                f"model.dtype): AdamW steps of ~lr round away in low precision. Keep them fp32: "
+                "trainer.precision=bf16-mixed (trainer=gpu) with LoRA, or model.dtype=float32 for full fine-tuning")
+
     def on_save_checkpoint(self, checkpoint):
         # Sampling and dropout draw from the global RNGs; Lightning does not save them, an exact resume needs them.
         checkpoint["msa_rng"] = rng_state()
