@@ -192,3 +192,29 @@ def test_bf16_true_training_is_refused_naming_the_precision(cache_dir):
                         accelerator="cpu", precision="bf16-true")
     with pytest.raises(ValueError, match="trainer.precision='bf16-true'"):
         trainer.fit(module, train_dataloaders=[])
+
+
+def test_gradient_checkpointing_recomputes_activations_in_training(cache_dir, dm_factory, make_cfg):
+    """The paper's model settings (gradient_checkpointing=true, LoRA) on the tiny weights, one SFT step under
+    Lightning: each language-model attention runs twice (forward, and again in backward), 2 x 2 layers = 4;
+    as loaded (eval mode) checkpointing was off: 2. The frozen towers stay in eval mode."""
+    from msa.data.labels import read_labels
+
+    cfg = make_cfg("experiment=paper", "model.tiny_size=test", "trainer=cpu_mixed")
+    assert cfg.model.gradient_checkpointing and cfg.model.lora.enabled
+    dm = dm_factory("score", batch_size=1)
+    dm.set_targets(score_targets(read_labels(dm.root, "demo"), "demo"))
+    torch.manual_seed(0)
+    policy = load_policy(cfg.model)
+    attn = [m for n, m in policy.model.named_modules() if n.endswith("language_model.layers.0.self_attn")
+            or n.endswith("language_model.layers.1.self_attn")]
+    calls = []
+    for m in attn:
+        m.register_forward_hook(lambda *a: calls.append(1))
+    module = SFTModule(policy, dataset="demo", range_dataset="demo", answer="score", lr=1e-6, weight_decay=0.0,
+                       warmup_ratio=0.0, val_max_new_tokens=4)
+    L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0,
+              accelerator=cfg.trainer.accelerator, precision=cfg.trainer.precision).fit(module, datamodule=dm)
+    assert len(attn) == 2 and len(calls) == 4
+    inner = policy.base.model
+    assert not inner.visual.training and not inner.audio_tower.training and inner.language_model.training

@@ -207,7 +207,7 @@ def load_policy(cfg, init_from: str | Path | None = None, *, trainable: bool = T
     freeze = cfg.get("freeze", {}) or {}
     freeze_encoders(model, vision=bool(freeze.get("vision", True)), audio=bool(freeze.get("audio", True)))
     if cfg.get("gradient_checkpointing", False):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     use_lora = bool(cfg.get("lora", {}) and cfg.lora.get("enabled", False))
     if use_lora:
@@ -218,6 +218,22 @@ def load_policy(cfg, init_from: str | Path | None = None, *, trainable: bool = T
             model.enable_input_require_grads()
     return Policy(model=model, processor=processor, use_audio_in_video=use_audio_in_video, source=source,
                   lora=use_lora, init=Path(init_from) if init_from else None)
+
+
+def set_train_mode(policy: Policy) -> None:
+    """Train mode for what trains, eval mode for the frozen towers.
+
+    ``from_pretrained`` returns the model in eval mode, and HF gradient checkpointing and dropout (LoRA's,
+    the language model's attention) act only in train mode: left as loaded, a run with
+    ``gradient_checkpointing=true`` keeps every activation and LoRA dropout never applies. The frozen
+    towers stay in eval mode (no dropout, fixed statistics: they are feature extractors here). Generation
+    in train mode keeps its KV cache: transformers checkpoints only while gradients are recorded.
+    """
+    policy.model.train()
+    inner = policy.base.model
+    for tower in (inner.visual, inner.audio_tower):
+        if not any(p.requires_grad for p in tower.parameters()):
+            tower.eval()
 
 
 def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:

@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from msa.models import trainable_parameters
+from msa.models import set_train_mode, trainable_parameters
 from msa.schedules import warmup_cosine
 
 
@@ -47,6 +47,9 @@ class PolicyModule(L.LightningModule):
         self.model = policy.model  # registered so Lightning moves it and checkpoints it
         # Checkpoints keep only the trainable weights; the frozen base comes from the model config.
         self.strict_loading = False
+        # Lightning keeps the modes it finds (and restores them after validation): the language model must
+        # be in train mode for gradient checkpointing and dropout to act; the frozen towers stay in eval.
+        set_train_mode(policy)
 
     def state_dict(self, *args, **kwargs):
         # Only what training changes: the adapter (or, with full fine-tuning, the unfrozen weights).
