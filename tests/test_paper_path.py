@@ -46,12 +46,15 @@ def probe_inputs(processor):
 
 
 def logits_of(policy) -> torch.Tensor:
-    """The policy's logits in eval mode, fp32, no autocast; every module's mode restored afterwards."""
+    """The policy's logits in eval mode, without autocast, on the device the policy is on; every module's mode
+    restored afterwards."""
     modes = [(m, m.training) for m in policy.model.modules()]
+    device = next(policy.model.parameters()).device
+    inputs = probe_inputs(policy.processor).to(device)
     policy.model.eval()
     try:
-        with torch.no_grad(), torch.autocast("cpu", enabled=False):
-            return policy.model(**probe_inputs(policy.processor), use_audio_in_video=True).logits.clone()
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            return policy.model(**inputs, use_audio_in_video=True).logits.float().cpu()
     finally:
         for m, mode in modes:
             m.train(mode)
