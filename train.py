@@ -26,20 +26,18 @@ CONFIG_DIR = Path(__file__).parent / "conf"
 
 def train(cfg: DictConfig) -> dict:
     """Run the stages in ``cfg.stage.run`` in order; returns the metrics written to metrics.json."""
-    import lightning as L
-
     from msa.config import validate
     from msa.metrics import format_table
     from msa.plan import format_plan, plan_rows, save_run_config
     from msa.runtime import RunContext, finish_wandb, is_rank_zero
     from msa.stages import run_stage
+    from msa.stages.common import seed_stage
 
     validate(cfg)
     if is_rank_zero():  # what this run will do, before any model or dataset loads
         plan = format_plan(plan_rows(cfg))
         print(plan, flush=True)
         save_run_config(cfg, cfg.paths.output_dir, plan)
-    L.seed_everything(cfg.seed, workers=True)
     ctx = RunContext(cfg=cfg, output_dir=Path(cfg.paths.output_dir))
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
     if cfg.init_from:
@@ -49,6 +47,7 @@ def train(cfg: DictConfig) -> dict:
         for stage in cfg.stage.run:
             log.info("stage %s -> %s", stage, ctx.output_dir)
             t0 = time.perf_counter()
+            seed_stage(cfg.seed, stage)  # each stage's randomness from (seed, stage) only
             run_stage(stage, ctx)
             timing[stage] = round(time.perf_counter() - t0, 1)
             ctx.record("wall_time_s", timing)

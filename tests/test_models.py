@@ -153,3 +153,58 @@ def test_bad_model_config_values_are_named(cache_dir, tmp_path):
         load_policy(model_cfg(cache_dir, dtype="float8"))
     with pytest.raises(FileNotFoundError, match="model.path"):
         load_policy(model_cfg(cache_dir, path=str(tmp_path / "nowhere"), tiny_size=None))
+
+
+def _train_lora(policy, seed):
+    """Stand-in for a training stage: every LoRA weight moved by a seeded random step."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in policy.model.named_parameters():
+            if "lora_" in n:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+
+
+def _eval_loader(mcfg, export):
+    """The policy ``stage=eval init_from=<export>`` evaluates (the same call as the stages' test passes)."""
+    from types import SimpleNamespace
+
+    from msa.stages.common import load_stage_policy
+
+    return load_stage_policy(SimpleNamespace(cfg=OmegaConf.create({"model": mcfg}), artefacts={"policy": str(export)}))
+
+
+def test_lora_exports_reload_to_the_trained_policy_through_the_chain(cache_dir, tmp_path):
+    """SFT LoRA -> export -> GRPO-like LoRA on top (SFT merged into its base) -> export: each export, reloaded
+    as stage=eval does, gives the logits of the policy at the end of its stage; the GRPO one keeps the SFT
+    weights (before the fix it was the GRPO adapter on the raw base)."""
+    from msa.models import export_policy
+
+    mcfg = model_cfg(cache_dir, lora=dict(enabled=True, r=4, alpha=8, dropout=0.0, target_regex=None))
+    sft = load_policy(mcfg)
+    inputs = clip_inputs(sft.processor)
+    logits = lambda p: p.model.eval()(**inputs, use_audio_in_video=True).logits  # noqa: E731
+    with torch.no_grad():
+        base = logits(sft)
+        _train_lora(sft, 1)
+        sft_end = logits(sft)
+        export_policy(sft, tmp_path / "sft")
+        grpo = load_policy(mcfg, init_from=tmp_path / "sft")
+        # fresh adapter on the merged SFT weights: the SFT policy up to the merge's rounding
+        assert (logits(grpo) - sft_end).abs().max() < 1e-5
+        _train_lora(grpo, 2)
+        grpo_end = logits(grpo)
+        export_policy(grpo, tmp_path / "grpo")
+        # stand-in for moving the run: the export carries its chain, not a path back to the SFT run
+        (tmp_path / "sft").rename(tmp_path / "sft_moved")
+        sft_again = logits(_eval_loader(mcfg, tmp_path / "sft_moved"))
+        grpo_again = logits(_eval_loader(mcfg, tmp_path / "grpo"))
+    assert (sft_end - base).abs().max() > 1e-2 and (grpo_end - sft_end).abs().max() > 1e-2
+    assert torch.equal(sft_again, sft_end)
+    assert torch.equal(grpo_again, grpo_end)
+    # and a third stage on top of the GRPO export chains once more
+    with torch.no_grad():
+        third = load_policy(mcfg, init_from=tmp_path / "grpo")
+        _train_lora(third, 3)
+        third_end = logits(third)
+        export_policy(third, tmp_path / "third")
+        assert torch.equal(logits(_eval_loader(mcfg, tmp_path / "third")), third_end)

@@ -155,3 +155,66 @@ def test_resume_mid_epoch_continues_exactly(cache_dir, dm_factory, tmp_path):
     assert t2.global_step == 6
     assert ids_a + ids_b == ids_full  # the rest of the interrupted epoch, nothing twice
     assert all(torch.equal(w_resumed[k], w_full[k]) for k in w_full)
+
+
+def test_lora_moves_at_lr_1e6_under_the_paper_precision(cache_dir, dm_factory, make_cfg):
+    """experiment=paper's trainer precision, on CPU, base weights in bf16 as on a GPU: three steps at lr 1e-6
+    move every lora_A matrix (AdamW steps ~1e-6; in bf16, |lora_A| ~ 0.1 has an ulp of ~5e-4, so bf16-true
+    rounds them away) and keep the trainable weights and the optimizer state in fp32."""
+    from msa.data.labels import read_labels
+
+    precision = make_cfg("experiment=paper").trainer.precision
+    dm = dm_factory("score", batch_size=1)
+    dm.set_targets(score_targets(read_labels(dm.root, "demo"), "demo"))
+    torch.manual_seed(0)
+    policy = load_policy(OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), use_audio_in_video=True,
+                                               dtype="bfloat16", lora=dict(enabled=True, r=4, alpha=8, dropout=0.0))))
+    before = {n: p.detach().clone() for n, p in policy.model.named_parameters() if "lora_A" in n}
+    module = SFTModule(policy, dataset="demo", range_dataset="demo", answer="score", lr=1e-6, weight_decay=0.0,
+                       warmup_ratio=0.0, val_max_new_tokens=4)
+    trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        limit_val_batches=0, accelerator="cpu", precision=precision)
+    trainer.fit(module, datamodule=dm)
+    params = dict(policy.model.named_parameters())
+    assert all(not torch.equal(params[n], p) for n, p in before.items()), precision
+    assert all(p.dtype == torch.float32 for p in params.values() if p.requires_grad)
+    state = trainer.optimizers[0].state
+    assert state and all(s["exp_avg"].dtype == torch.float32 for s in state.values())
+
+
+def test_bf16_true_training_is_refused_naming_the_precision(cache_dir):
+    torch.manual_seed(0)
+    policy = load_policy(OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), use_audio_in_video=True,
+                                               lora=dict(enabled=True, r=4, alpha=8, dropout=0.0))))
+    module = SFTModule(policy, dataset="demo", range_dataset="demo", answer="score", lr=1e-6, weight_decay=0.0,
+                       warmup_ratio=0.0, val_max_new_tokens=4)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        accelerator="cpu", precision="bf16-true")
+    with pytest.raises(ValueError, match="trainer.precision='bf16-true'"):
+        trainer.fit(module, train_dataloaders=[])
+
+
+def test_gradient_checkpointing_recomputes_activations_in_training(cache_dir, dm_factory, make_cfg):
+    """The paper's model settings (gradient_checkpointing=true, LoRA) on the tiny weights, one SFT step under
+    Lightning: each language-model attention runs twice (forward, and again in backward), 2 x 2 layers = 4;
+    as loaded (eval mode) checkpointing was off: 2. The frozen towers stay in eval mode."""
+    from msa.data.labels import read_labels
+
+    cfg = make_cfg("experiment=paper", "model.tiny_size=test", "trainer=cpu_mixed")
+    assert cfg.model.gradient_checkpointing and cfg.model.lora.enabled
+    dm = dm_factory("score", batch_size=1)
+    dm.set_targets(score_targets(read_labels(dm.root, "demo"), "demo"))
+    torch.manual_seed(0)
+    policy = load_policy(cfg.model)
+    attn = [m for n, m in policy.model.named_modules() if n.endswith("language_model.layers.0.self_attn")
+            or n.endswith("language_model.layers.1.self_attn")]
+    calls = []
+    for m in attn:
+        m.register_forward_hook(lambda *a: calls.append(1))
+    module = SFTModule(policy, dataset="demo", range_dataset="demo", answer="score", lr=1e-6, weight_decay=0.0,
+                       warmup_ratio=0.0, val_max_new_tokens=4)
+    L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0,
+              accelerator=cfg.trainer.accelerator, precision=cfg.trainer.precision).fit(module, datamodule=dm)
+    assert len(attn) == 2 and len(calls) == 4
+    inner = policy.base.model
+    assert not inner.visual.training and not inner.audio_tower.training and inner.language_model.training

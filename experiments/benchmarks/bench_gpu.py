@@ -1,12 +1,12 @@
 """One SFT step and a few Hint-GRPO steps at real scale: step times, generated tokens/s, peak GPU memory.
 
-    python experiments/benchmarks/bench_gpu.py                  # GPU: the 7B thinker, random weights, bf16,
-                                                                 # LoRA, 4 prompts, G=4, 256 new tokens
+    python experiments/benchmarks/bench_gpu.py                  # GPU: the 7B thinker, random weights, bf16 base,
+                                                                 # fp32 LoRA, bf16-mixed, 4 prompts, G=4, 256 new tokens
     python experiments/benchmarks/bench_gpu.py --model tiny --new-tokens 16 --steps 2    # CPU smoke run
 
 The configuration is the project's own (``conf/``, composed as ``python train.py`` would): the
 ``model`` group (``qwen2_5_omni_7b model.init=random`` needs no checkpoint), the ``trainer`` group
-(``gpu``: bf16) and the demo clips at Qwen's default frame size (no pixel cap), so the towers see
+(``gpu``: bf16-mixed) and the demo clips at Qwen's default frame size (no pixel cap), so the towers see
 realistic inputs. Extra Hydra overrides go after ``--``:
 
     python experiments/benchmarks/bench_gpu.py -- model.attn_implementation=flash_attention_2

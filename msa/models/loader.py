@@ -3,7 +3,13 @@ checkpoint, or the 7B architecture with random weights; then dtype, attention, f
 gradient checkpointing and LoRA, all from one config node (``conf/model/*.yaml``).
 
     policy = load_policy(cfg.model)                        # tiny, built on first use
-    policy = load_policy(cfg.model, init_from="run/checkpoints/best")   # start from an SFT export
+    policy = load_policy(cfg.model, init_from="run/checkpoints/best")   # train on top of an SFT export
+    policy = load_policy(cfg.model, init_from="run/checkpoints/final", trainable=False)   # evaluate an export
+
+An export reloads to exactly the policy that was trained. A LoRA stage trains a fresh adapter on top of
+the earlier stage's export merged into the base, so its export holds that adapter *and* a copy of the
+export it was merged onto (``init/``, recursively); loading merges the chain in the same order and
+keeps the last adapter unmerged, as it was during training.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,7 @@ log = logging.getLogger(__name__)
 LLM_LORA_REGEX = r".*language_model\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
 CONFIG_7B = Path(__file__).parent / "configs" / "qwen2_5_omni_7b_thinker.json"
 EXPORT_META = "msa_policy.json"  # written next to every exported adapter / full model
+INIT_DIR = "init"  # inside a LoRA export: the earlier export its base was merged from
 
 
 @dataclass
@@ -36,6 +44,7 @@ class Policy:
     use_audio_in_video: bool
     source: str  # where the base weights came from (a directory, "random-7b", ...)
     lora: bool
+    init: Path | None = None  # the export merged into the base weights before the adapter was added
 
     @property
     def base(self):
@@ -147,15 +156,23 @@ def lora_config(lora_cfg):
                       target_modules=lora_cfg.get("target_regex") or LLM_LORA_REGEX, bias="none", task_type="CAUSAL_LM")
 
 
-def apply_init(model, init_from: str | Path):
-    """Fold the weights of an earlier stage's export into ``model`` (merged: the export becomes the base)."""
+def apply_init(model, init_from: str | Path, *, merge: bool = True):
+    """Fold the weights of an earlier stage's export into ``model``.
+
+    ``merge=True``: the export becomes the base weights (a training stage adds its own adapter on top).
+    ``merge=False``: a LoRA export stays an active, unmerged adapter (a ``peft.PeftModel``), exactly as it
+    was trained; merging it would change the logits by rounding, in bf16 enough to erase small updates.
+    An export's own ``init/`` (the export its base was merged from) is merged first, recursively.
+    """
     from peft import PeftModel
 
     path = Path(init_from)
     if (path / "adapter_config.json").exists():
-        merged = PeftModel.from_pretrained(model, path).merge_and_unload()
-        log.info("init_from %s: LoRA adapter merged into the base weights", path)
-        return merged
+        if (path / INIT_DIR).exists():
+            model = apply_init(model, path / INIT_DIR, merge=True)
+        adapted = PeftModel.from_pretrained(model, path)
+        log.info("init_from %s: LoRA adapter %s", path, "merged into the base weights" if merge else "loaded")
+        return adapted.merge_and_unload() if merge else adapted
     if (path / "model.safetensors").exists() or (path / "model.safetensors.index.json").exists():
         from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
@@ -167,20 +184,30 @@ def apply_init(model, init_from: str | Path):
                             "(model.safetensors) there; pass a stage's checkpoints/<name> export directory")
 
 
-def load_policy(cfg, init_from: str | Path | None = None) -> Policy:
-    """Build the policy from a ``conf/model`` node; ``init_from`` merges an earlier stage's export first.
+def load_policy(cfg, init_from: str | Path | None = None, *, trainable: bool = True) -> Policy:
+    """Build the policy from a ``conf/model`` node; ``init_from`` loads an earlier stage's export first.
 
-    With LoRA on, a fresh adapter is added on top of the (merged) base, so ``disable_adapter()`` gives the
-    initial policy: that is the GRPO reference model without a second copy of the weights.
+    ``trainable=True`` (sft, grpo): the export is merged into the base and, with LoRA on, a fresh adapter
+    is added on top, so ``disable_adapter()`` gives the initial policy: that is the GRPO reference model
+    without a second copy of the weights. ``trainable=False`` (eval, the test passes): the export exactly
+    as it was trained (its last adapter unmerged), every weight frozen, in eval mode.
     """
     processor = load_processor(cfg)
     model, source = load_base(cfg, processor)
+    use_audio_in_video = bool(cfg.get("use_audio_in_video", True))
+    if not trainable:
+        if init_from:
+            model = apply_init(model, init_from, merge=False)
+        model.requires_grad_(False)
+        model.eval()
+        return Policy(model=model, processor=processor, use_audio_in_video=use_audio_in_video, source=source,
+                      lora=hasattr(model, "get_base_model"), init=Path(init_from) if init_from else None)
     if init_from:
         model = apply_init(model, init_from)
     freeze = cfg.get("freeze", {}) or {}
     freeze_encoders(model, vision=bool(freeze.get("vision", True)), audio=bool(freeze.get("audio", True)))
     if cfg.get("gradient_checkpointing", False):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     use_lora = bool(cfg.get("lora", {}) and cfg.lora.get("enabled", False))
     if use_lora:
@@ -189,8 +216,24 @@ def load_policy(cfg, init_from: str | Path | None = None) -> Policy:
         model = get_peft_model(model, lora_config(cfg.lora))
         if cfg.get("gradient_checkpointing", False):
             model.enable_input_require_grads()
-    return Policy(model=model, processor=processor, use_audio_in_video=bool(cfg.get("use_audio_in_video", True)),
-                  source=source, lora=use_lora)
+    return Policy(model=model, processor=processor, use_audio_in_video=use_audio_in_video, source=source,
+                  lora=use_lora, init=Path(init_from) if init_from else None)
+
+
+def set_train_mode(policy: Policy) -> None:
+    """Train mode for what trains, eval mode for the frozen towers.
+
+    ``from_pretrained`` returns the model in eval mode, and HF gradient checkpointing and dropout (LoRA's,
+    the language model's attention) act only in train mode: left as loaded, a run with
+    ``gradient_checkpointing=true`` keeps every activation and LoRA dropout never applies. The frozen
+    towers stay in eval mode (no dropout, fixed statistics: they are feature extractors here). Generation
+    in train mode keeps its KV cache: transformers checkpoints only while gradients are recorded.
+    """
+    policy.model.train()
+    inner = policy.base.model
+    for tower in (inner.visual, inner.audio_tower):
+        if not any(p.requires_grad for p in tower.parameters()):
+            tower.eval()
 
 
 def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
@@ -198,11 +241,26 @@ def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
 
 
 def export_policy(policy: Policy, out_dir: str | Path, extra: dict | None = None) -> Path:
-    """Write the trainable part: the LoRA adapter (peft format) or the full weights, plus a small manifest."""
+    """Write what reloads to exactly this policy: full weights, or the LoRA adapter plus, when the base was
+    merged from an earlier export, a copy of that export under ``init/``; and a small manifest."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     policy.model.save_pretrained(out)
     policy.processor.save_pretrained(out)
-    meta = {"source": policy.source, "lora": policy.lora, "use_audio_in_video": policy.use_audio_in_video, **(extra or {})}
+    init = out / INIT_DIR
+    if policy.lora and policy.init is not None:
+        if not (init / EXPORT_META).exists() or (init / EXPORT_META).read_text() != _meta_text(policy.init):
+            shutil.rmtree(init, ignore_errors=True)  # re-exports of the same run (SFT's best epoch) keep it
+            shutil.copytree(policy.init, init)  # a copy, not links: a later save into the source truncates in place
+    elif init.exists():  # full weights hold everything; a stale chain would be merged under them
+        shutil.rmtree(init)
+    meta = {"source": policy.source, "lora": policy.lora, "use_audio_in_video": policy.use_audio_in_video,
+            "init_from": str(policy.init) if policy.lora and policy.init is not None else None, **(extra or {})}
     (out / EXPORT_META).write_text(json.dumps(meta, indent=2))
     return out
+
+
+def _meta_text(export: Path) -> str | None:
+    meta = Path(export) / EXPORT_META
+    return meta.read_text() if meta.exists() else None
+

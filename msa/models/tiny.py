@@ -306,8 +306,9 @@ def build_tiny(out_dir: str | Path, size: str = "test", seed: int = 0, vocab: st
         tokenizer = build_tokenizer(SIZES[size]["vocab_size"] if size in SIZES else 1024)
     processor = build_processor(tokenizer)
     config = thinker_config(size, tokenizer)
-    torch.manual_seed(seed)
-    model = Qwen2_5OmniThinkerForConditionalGeneration(config)
+    with torch.random.fork_rng(devices=[]):  # built on first use only: the caller's RNG must not depend on that
+        torch.manual_seed(seed)
+        model = Qwen2_5OmniThinkerForConditionalGeneration(config)
     model.generation_config.pad_token_id = config.pad_token_id
     model.generation_config.eos_token_id = config.eos_token_id
     model.save_pretrained(out_dir)

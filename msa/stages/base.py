@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from msa.models import trainable_parameters
+from msa.models import set_train_mode, trainable_parameters
 from msa.schedules import warmup_cosine
 
 
@@ -47,12 +47,24 @@ class PolicyModule(L.LightningModule):
         self.model = policy.model  # registered so Lightning moves it and checkpoints it
         # Checkpoints keep only the trainable weights; the frozen base comes from the model config.
         self.strict_loading = False
+        # Lightning keeps the modes it finds (and restores them after validation): the language model must
+        # be in train mode for gradient checkpointing and dropout to act; the frozen towers stay in eval.
+        set_train_mode(policy)
 
     def state_dict(self, *args, **kwargs):
         # Only what training changes: the adapter (or, with full fine-tuning, the unfrozen weights).
         full = super().state_dict(*args, **kwargs)
         keep = {"model." + n for n in trainable_parameters(self.model)}
         return type(full)((k, v) for k, v in full.items() if k in keep)
+
+    def on_fit_start(self):
+        # After the precision plugin has converted the module (bf16-true casts every weight, adapter included).
+        low = sorted({str(p.dtype) for p in trainable_parameters(self.model).values() if p.dtype != torch.float32})
+        if low:
+            raise ValueError(
+                f"trainable parameters are {', '.join(low)} (trainer.precision={self.trainer.precision!r}, "
+                f"model.dtype): AdamW steps of ~lr round away in low precision. Keep them fp32: "
+                "trainer.precision=bf16-mixed (trainer=gpu) with LoRA, or model.dtype=float32 for full fine-tuning")
 
     def on_save_checkpoint(self, checkpoint):
         # Sampling and dropout draw from the global RNGs; Lightning does not save them, an exact resume needs them.

@@ -15,12 +15,31 @@ from omegaconf import OmegaConf
 log = logging.getLogger(__name__)
 
 
-def load_stage_policy(ctx, init_from: str | None = None):
-    """The policy for a training/eval stage: the model config plus the previous stage's export, if any."""
+def load_stage_policy(ctx, init_from: str | None = None, *, trainable: bool = False):
+    """The policy for a stage: the model config plus the previous stage's export, if any.
+
+    ``trainable=False`` (eval, test passes) gives the export exactly as it was trained; the training stages
+    ask for ``trainable=True`` (the export merged into the base, a fresh adapter on top).
+    """
     from msa.models import load_policy
 
     src = init_from or ctx.artefacts.get("policy")
-    return load_policy(ctx.cfg.model, init_from=src)
+    return load_policy(ctx.cfg.model, init_from=src, trainable=trainable)
+
+
+def seed_stage(seed: int, stage: str) -> int:
+    """Seed every global RNG for ``stage`` from (seed, stage) alone, and return the value used.
+
+    Called at each stage's start, so that what a stage samples (GRPO rollouts, dropout, LoRA init) does
+    not depend on the stages that ran before it in the process: ``stage=grpo`` alone and inside a
+    pipeline draw the same numbers. Code that runs only on a cold cache (building the tiny model,
+    generating the demo set) uses RNGs of its own.
+    """
+    import lightning as L
+
+    from msa.teachers import stable_seed
+
+    return L.seed_everything(stable_seed(seed, stage) % 2**32, workers=True, verbose=False)
 
 
 def datamodule_kwargs(data_cfg, **overrides) -> dict:

@@ -307,7 +307,7 @@ def run(ctx) -> dict:
 
     cfg = ctx.cfg
     out = ctx.stage_dir("grpo")
-    policy = load_stage_policy(ctx)
+    policy = load_stage_policy(ctx, trainable=True)
     dm = build_datamodule(cfg, policy, answer="dc")
     module = GRPOModule(policy, cfg.grpo, dataset=cfg.data.name, hint=cfg.hint, hard=cfg.hard, out_dir=out)
     trainer = build_trainer(ctx, "grpo", max_steps=cfg.grpo.max_steps, max_epochs=-1, monitor=None,

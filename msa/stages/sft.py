@@ -120,7 +120,7 @@ def run(ctx) -> dict:
     cfg = ctx.cfg
     dataset = cfg.data.name
     out = ctx.stage_dir("sft")
-    policy = load_stage_policy(ctx)
+    policy = load_stage_policy(ctx, trainable=True)
     if cfg.sft.answer == "dc":
         targets = load_targets(ctx.artefacts.get("cot") or cfg.sft.cot, dataset)
         dm = build_datamodule(cfg, policy, answer="dc", targets=targets)
