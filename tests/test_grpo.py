@@ -299,3 +299,23 @@ def test_hint_prefill_is_a_token_prefix_of_the_sft_answers(tiny_dir, polarity):
     assert tok.decode(ids).startswith(f"<polarity>{polarity}<")
     alone = tok(hint_prefill(polarity), add_special_tokens=False)["input_ids"]
     assert answer["input_ids"][: len(alone)] != alone  # the bug this guards against, on this tokenizer
+
+
+def test_num_iterations_steps_the_lr_schedule_with_every_optimizer_step(cache_dir, demo, tmp_path, monkeypatch):
+    """num_iterations=2, max_steps=4: two batches, four optimizer steps; the cosine schedule (total 4)
+    must have advanced four times and reached 0, in step with global_step (it stopped at 0.5x lr when
+    the scheduler stepped once per batch)."""
+    monkeypatch.setattr(grpo_mod, "sample", scripted_sampler([]))
+    torch.manual_seed(0)
+    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), dtype="float32", use_audio_in_video=True,
+                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
+    module = grpo_mod.GRPOModule(load_policy(mcfg), gcfg(num_iterations=2, max_steps=4, lr=1e-3,
+                                                         log_completions_every=0),
+                                 dataset="demo", hint=True, hard=True, out_dir=tmp_path)
+    trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        limit_val_batches=0, accelerator="cpu")
+    trainer.fit(module, train_dataloaders=demo.train_dataloader())
+    sch = trainer.lr_scheduler_configs[0].scheduler
+    assert trainer.global_step == 4 and len(module.history) == 2
+    assert sch.last_epoch == trainer.global_step
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)

@@ -50,7 +50,7 @@ from msa.dc import HINT_FOLLOWS, hint_prefill, polarity_of
 from msa.generation import suppressed_ids
 from msa.models import export_policy
 from msa.models.encode import encode_media
-from msa.rl.advantages import frac_zero_std, group_advantages
+from msa.rl.advantages import frac_zero_std, group_advantages, reward_moments, std_from_moments
 from msa.rl.hard import find_hard, select_groups
 from msa.rl.losses import grpo_loss, token_entropy, token_logprobs
 from msa.rl.rewards import REWARD_FUNCS, total_reward
@@ -82,7 +82,7 @@ class GRPOModule(PolicyModule):
     # ---------------------------------------------------------------- one step
     def training_step(self, batch, batch_idx):
         if not batch["ids"]:  # every clip of the batch was skipped (data.on_error=skip)
-            return None
+            return self._empty_step()
         g, G = self.g, self.g.num_generations
         step = self.global_step  # the optimizer step this batch becomes (logged and in file names)
         opt = self.optimizers()
@@ -111,15 +111,32 @@ class GRPOModule(PolicyModule):
             s, totals, per_fn, right, hinted = self._replace(s, h, totals, h_totals, per_fn, h_per, right, h_right,
                                                              hard_rows.cpu(), G, tok.pad_token_id)
         # 5. advantages, normalised within each (possibly hinted) group
-        adv = group_advantages(totals, G, scale=g.scale_rewards).to(self.device)  # [B*G]
+        adv = group_advantages(totals, G, scale=g.scale_rewards, batch_std=self._batch_std(totals)).to(self.device)
         keep = (~drop).repeat_interleave(G)  # hard=false: dropped groups leave the loss entirely
         # 6-9. loss -> backward -> clip -> step (num_iterations passes over this batch)
         stats = self._optimise(opt, batch, media, s, adv, keep, uav)
-        sch = self.lr_schedulers()
-        if sch is not None:
-            sch.step()
         self._log_step(step, batch, s, totals, per_fn, adv, hinted, is_hard, reward_before, stats)
         return None
+
+    def _empty_step(self):
+        """A rank whose whole batch was skipped still joins every collective of the step (DDP would hang)."""
+        self._batch_std(torch.zeros(0))
+        stats = self._optimise(self.optimizers(), None, None, None, None, torch.zeros(0, dtype=torch.bool), False)
+        self._log_over_ranks(self.global_step, {"skipped_step": 1.0}, n=0)
+        return None
+
+    # ---------------------------------------------------------------- DDP
+    def _all_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum over DDP ranks (one process: as is). Every rank must call it at the same point of the step."""
+        if self.trainer.world_size <= 1:
+            return t
+        return self.trainer.strategy.reduce(t.to(self.device), reduce_op="sum").cpu()
+
+    def _batch_std(self, totals: torch.Tensor) -> float | None:
+        """scale_rewards=batch: the std of every rank's rewards together (TRL gathers them); else None."""
+        if self.g.scale_rewards != "batch":
+            return None
+        return std_from_moments(self._all_sum(reward_moments(totals)))
 
     # ---------------------------------------------------------------- pieces of the step
     def _sample(self, batch, media, rows, prefills=None):
@@ -174,14 +191,19 @@ class GRPOModule(PolicyModule):
         g, G = self.g, self.g.num_generations
         T = g.temperature
         keep_rows = keep.nonzero().squeeze(1).to(self.device)
-        if keep_rows.numel() == 0:  # every group dropped (hard=false): nothing to learn from this batch
-            return dict(loss=0.0, kl=0.0, entropy=0.0, clip_low=0.0, clip_high=0.0, clip_region=0.0, skipped=1.0,
-                        rows=0)
-        prompt_rows = keep_rows // G
-        sub = type(s)(s.completion_ids[keep_rows.cpu()], s.completion_mask[keep_rows.cpu()],
-                      s.prefill_mask[keep_rows.cpu()], s.clipped[keep_rows.cpu()], None)
+        if keep_rows.numel() > 0:
+            prompt_rows = keep_rows // G
+            sub = type(s)(s.completion_ids[keep_rows.cpu()], s.completion_mask[keep_rows.cpu()],
+                          s.prefill_mask[keep_rows.cpu()], s.clipped[keep_rows.cpu()], None)
+            loss_mask = (sub.completion_mask * (1 - sub.prefill_mask)).to(self.device).float()  # [N, C]
+        # Rows and loss tokens of every rank: whether any rank learns this step, and dapo's global denominator.
+        local = torch.tensor([float(keep_rows.numel()), float(loss_mask.sum()) if keep_rows.numel() else 0.0],
+                             dtype=torch.float64)
+        rows_all, tokens_all = self._all_sum(local).tolist()
+        if keep_rows.numel() == 0:  # every group dropped (hard=false) or the batch skipped
+            return self._nothing_to_learn(opt, stepped=rows_all > 0)
+        num_items = max(tokens_all, 1.0) / self.trainer.world_size if g.loss_type == "dapo" else None
         ids = sub.completion_ids.to(self.device)
-        loss_mask = (sub.completion_mask * (1 - sub.prefill_mask)).to(self.device).float()  # [N, C]
         a = adv[keep_rows]
         ref_logp = old_logp = None
         with torch.no_grad():
@@ -202,14 +224,33 @@ class GRPOModule(PolicyModule):
                 ent = (token_entropy(logits.detach(), T) * loss_mask).sum() / loss_mask.sum().clamp(min=1)
             loss, st = grpo_loss(logp, logp.detach() if old_logp is None else old_logp, ref_logp, a, loss_mask,
                                  epsilon_low=g.epsilon, epsilon_high=g.epsilon_high, beta=g.beta,
-                                 loss_type=g.loss_type, max_completion_length=g.max_new_tokens)
+                                 loss_type=g.loss_type, max_completion_length=g.max_new_tokens, num_items=num_items)
             opt.zero_grad()
             self.manual_backward(loss)
-            self.clip_gradients(opt, gradient_clip_val=g.max_grad_norm, gradient_clip_algorithm="norm")
-            opt.step()
+            self._step(opt)
         return dict(loss=loss.item(), kl=st.kl.item(), entropy=ent.item(), clip_low=st.clip_ratio_low.item(),
                     clip_high=st.clip_ratio_high.item(), clip_region=st.clip_ratio_region.item(), skipped=0.0,
                     rows=int(keep_rows.numel()))
+
+    def _step(self, opt):
+        """Clip, optimizer step, LR step: the schedule advances with every optimizer step (as global_step
+        does), so with num_iterations > 1 it still ends at max_steps."""
+        self.clip_gradients(opt, gradient_clip_val=self.g.max_grad_norm, gradient_clip_algorithm="norm")
+        opt.step()
+        sch = self.lr_schedulers()
+        if sch is not None:
+            sch.step()
+
+    def _nothing_to_learn(self, opt, stepped: bool) -> dict:
+        """This rank has no rollout in the loss. A zero loss touching every trainable parameter keeps it
+        in DDP's gradient all-reduce; it steps (with the other ranks' averaged gradients) iff some rank had
+        rows, so every rank takes the same optimizer and LR steps. One process: no step at all."""
+        for _ in range(self.g.num_iterations if stepped else 1):
+            opt.zero_grad()
+            self.manual_backward(sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0)
+            if stepped:
+                self._step(opt)
+        return dict(loss=0.0, kl=0.0, entropy=0.0, clip_low=0.0, clip_high=0.0, clip_region=0.0, skipped=1.0, rows=0)
 
     # ---------------------------------------------------------------- logging
     def _log_step(self, step, batch, s, totals, per_fn, adv, hinted, is_hard, reward_before, stats):
@@ -235,22 +276,35 @@ class GRPOModule(PolicyModule):
         }
         for name in REWARD_FUNCS:
             m[f"rewards/{name}/mean"] = sum(per_fn[name]) / n
-        self.log_dict({f"train/{k}": float(v) for k, v in m.items()}, batch_size=len(batch["ids"]),
-                      sync_dist=True, prog_bar=False)
-        self.log("reward", m["reward"], prog_bar=True, batch_size=len(batch["ids"]), sync_dist=True)
-        self.history.append({"step": step, **self._mean_over_ranks(m)})
+        self._log_over_ranks(step, m, n)
         every = self.g.log_completions_every
         if every and step % every == 0:  # every rank writes its own prompts' rollouts
             self._write_completions(step, batch, s, totals, per_fn, adv, hinted)
 
-    def _mean_over_ranks(self, m: dict) -> dict:
-        """The step's scalars averaged over DDP ranks (each rank sampled its own prompts); as is otherwise."""
-        if self.trainer.world_size <= 1:
-            return m
-        keys = list(m)
-        values = torch.tensor([float(m[k]) for k in keys], dtype=torch.float64, device=self.device)
-        values = self.trainer.strategy.reduce(values, reduce_op="mean")
-        return dict(zip(keys, values.tolist()))
+    def _log_over_ranks(self, step: int, m: dict, n: int) -> None:
+        """Log the step's scalars averaged over DDP ranks (weighted by each rank's ``n`` rollouts; a rank
+        with none, ``m`` empty, still joins the one all-reduce) and append them to the history."""
+        m = self._mean_over_ranks(m, n)
+        self.log_dict({f"train/{k}": float(v) for k, v in m.items()}, batch_size=1, prog_bar=False)
+        self.log("reward", m["reward"], prog_bar=True, batch_size=1)
+        self.history.append({"step": step, **m})
+
+    def _mean_over_ranks(self, m: dict, n: int) -> dict:
+        """Rollout-weighted means over ranks; ``skipped_step`` and ``loss_rows`` are plain means."""
+        keys = self._metric_keys()
+        plain = {"skipped_step", "loss_rows"}
+        values = torch.tensor([float(m.get(k, 0.0)) for k in keys], dtype=torch.float64)
+        weights = torch.tensor([1.0 if k in plain else float(n) for k in keys], dtype=torch.float64)
+        total = self._all_sum(torch.stack([values * weights, weights, torch.ones_like(values)]))  # [3, K]
+        mean = torch.where(total[1] > 0, total[0] / total[1].clamp(min=1e-12), total[0] / total[2])
+        return dict(zip(keys, mean.tolist()))
+
+    @staticmethod
+    def _metric_keys() -> list[str]:
+        return ["reward", "reward_std", "frac_reward_zero_std", "kl", "entropy", "loss", "clip_ratio/low_mean",
+                "clip_ratio/high_mean", "clip_ratio/region_mean", "completions/mean_length",
+                "completions/clipped_ratio", "hint/rate", "hard/frac", "hint/reward_before", "hint/reward_after",
+                "skipped_step", "loss_rows", *(f"rewards/{name}/mean" for name in REWARD_FUNCS)]
 
     def _write_completions(self, step, batch, s, totals, per_fn, adv, hinted):
         G = self.g.num_generations
