@@ -20,7 +20,8 @@ import msa.stages.grpo as grpo_mod
 from msa.data.datamodule import DemoDataModule
 from msa.dc import polarity_of
 from msa.models import load_policy, trainable_parameters
-from msa.rl.rollout import Samples, completion_mask
+from msa.rl.rollout import completion_mask
+from msa.rl.types import Rollout
 
 
 def main(case: str, out: str, cache: str) -> None:
@@ -63,7 +64,7 @@ def main(case: str, out: str, cache: str) -> None:
             comp[i, : len(row)] = torch.tensor(row)
             pmask[i, : pre_lens[i]] = 1
         cmask, clipped = completion_mask(comp, eos)
-        return Samples(comp, cmask, pmask, clipped, texts)
+        return Rollout(group_size, rows.repeat_interleave(group_size), comp, cmask, pmask, clipped, texts)
 
     grpo_mod.sample = fake_sample
 
@@ -81,7 +82,7 @@ def main(case: str, out: str, cache: str) -> None:
                               epsilon_high=None, num_iterations=1, loss_type="dapo", scale_rewards="batch",
                               reward_weights={"format": 1.0, "polarity": 1.0, "score": 1.0}, score_form="linear",
                               hard_rule="all_wrong", hard_threshold=None, lr=1e-2, weight_decay=0.0, warmup_steps=0,
-                              max_grad_norm=1.0, max_steps=2, reuse_encoder_outputs=True, log_completions_every=0,
+                              max_grad_norm=1.0, max_steps=2, reuse_encoder_outputs=True, shared_prompt=True, log_completions_every=0,
                               checkpoint_dir="unused"))
     module = Module(policy, g, dataset="demo", hint=True, hard=case != "dropped", out_dir=out)
     before = {k: v.detach().clone() for k, v in trainable_parameters(policy.model).items()}

@@ -21,7 +21,8 @@ import msa.stages.grpo as grpo_mod
 from msa.data.datamodule import DemoDataModule
 from msa.dc import polarity_of
 from msa.models import load_policy
-from msa.rl.rollout import Samples, completion_mask
+from msa.rl.rollout import completion_mask
+from msa.rl.types import Rollout
 
 G = 4
 
@@ -31,7 +32,7 @@ def gcfg(**kw):
                 epsilon_high=None, num_iterations=1, loss_type="grpo", scale_rewards="group",
                 reward_weights={"format": 1.0, "polarity": 1.0, "score": 1.0}, score_form="linear",
                 hard_rule="all_wrong", hard_threshold=None, lr=1e-2, weight_decay=0.0, warmup_steps=0,
-                max_grad_norm=1.0, max_steps=1, reuse_encoder_outputs=True, log_completions_every=1,
+                max_grad_norm=1.0, max_steps=1, reuse_encoder_outputs=True, shared_prompt=True, log_completions_every=1,
                 checkpoint_dir="unused")
     base.update(kw)
     return OmegaConf.create(base)
@@ -66,7 +67,7 @@ def scripted_sampler(calls: list):
             comp[i, : len(row)] = torch.tensor(row)
             pmask[i, : pre_lens[i]] = 1
         cmask, clipped = completion_mask(comp, eos)
-        return Samples(comp, cmask, pmask, clipped, texts)
+        return Rollout(group_size, rows.repeat_interleave(group_size), comp, cmask, pmask, clipped, texts)
 
     return fake
 
