@@ -59,7 +59,7 @@ def _prefills(tok):
     return pre
 
 
-def _both(policy, batch, prefills, seed=7, temperature=0.7, max_new_tokens=10):
+def _both(policy, batch, prefills, seed=7, temperature=0.7, max_new_tokens=8):
     from msa.dc import HINT_FOLLOWS
 
     media = encode_media(policy.base, batch)
@@ -75,12 +75,17 @@ def _both(policy, batch, prefills, seed=7, temperature=0.7, max_new_tokens=10):
     return media, naive, shared
 
 
+@pytest.fixture(scope="module")
+def rollouts(policy, batch):
+    """(media, naive, shared) rollouts of one seed, sampled and hinted."""
+    return {False: _both(policy, batch, None), True: _both(policy, batch, _prefills(policy.tokenizer), seed=8)}
+
+
 @pytest.mark.parametrize("hinted", [False, True])
-def test_shared_prompt_samples_the_same_tokens(policy, batch, hinted):
+def test_shared_prompt_samples_the_same_tokens(rollouts, hinted):
     """One seed, T=0.7, suppressed tokens: the cached-prompt decoder draws what generate() draws (with
     hint prefills of different lengths, appended to the same prompt cache)."""
-    prefills = _prefills(policy.tokenizer) if hinted else None
-    _, naive, shared = _both(policy, batch, prefills)
+    _, naive, shared = rollouts[hinted]
     assert torch.equal(shared.completion_ids, naive.completion_ids)
     assert torch.equal(shared.completion_mask, naive.completion_mask)
     assert torch.equal(shared.prefill_mask, naive.prefill_mask)
@@ -95,52 +100,44 @@ def _logp(policy, batch, media, s, shared, T=0.7):
     return token_logprobs(logits, s.completion_ids, T)
 
 
-def test_shared_prompt_scores_the_same_logprobs_and_gradients(policy, batch):
+def _grads(policy, batch, media, s, shared):
+    policy.model.zero_grad()
+    logp = _logp(policy, batch, media, s, shared)
+    loss, _ = grpo_loss(logp, logp.detach(), None, torch.linspace(-1, 1, s.completion_ids.shape[0]), s.loss_mask,
+                        beta=0.0)
+    loss.backward()
+    return logp.detach(), {n: p.grad.clone() for n, p in policy.model.named_parameters() if p.requires_grad}
+
+
+def test_shared_prompt_scores_the_same_logprobs_and_gradients(policy, batch, rollouts):
     """fp32: per-token log-probs of the shared and naive scoring passes agree to 1e-5 on every completion
     token (hinted rows: prefill included), and one GRPO loss gives the same LoRA gradients (rtol 1e-4)."""
-    media, s, _ = _both(policy, batch, _prefills(policy.tokenizer))
-    s2 = _both(policy, batch, None, seed=8)[1]
+    media, s, _ = rollouts[True]
     mask = s.completion_mask.bool()
-    adv = torch.linspace(-1, 1, s.completion_ids.shape[0])
-    grads = []
-    for shared in (False, True):
-        policy.model.zero_grad()
-        logp = _logp(policy, batch, media, s, shared)
-        loss, _ = grpo_loss(logp, logp.detach(), None, adv, s.loss_mask, beta=0.0)
-        loss.backward()
-        grads.append({n: p.grad.clone() for n, p in policy.model.named_parameters() if p.requires_grad})
-        if shared:
-            torch.testing.assert_close(logp[mask], ref[mask], atol=1e-5, rtol=0)
-        ref = logp.detach()
-    for n in grads[0]:
-        torch.testing.assert_close(grads[1][n], grads[0][n], rtol=1e-4, atol=1e-8, msg=n)
-    assert any(g.abs().sum() > 0 for n, g in grads[1].items() if "lora_A" in n)
-    with torch.no_grad():  # a sampled (unhinted) rollout too
-        torch.testing.assert_close(_logp(policy, batch, media, s2, True)[s2.completion_mask.bool()],
-                                   _logp(policy, batch, media, s2, False)[s2.completion_mask.bool()], atol=1e-5, rtol=0)
+    (lp_naive, g_naive), (lp_shared, g_shared) = (_grads(policy, batch, media, s, shared) for shared in (False, True))
+    torch.testing.assert_close(lp_shared[mask], lp_naive[mask], atol=1e-5, rtol=0)
+    for n in g_naive:
+        torch.testing.assert_close(g_shared[n], g_naive[n], rtol=1e-4, atol=1e-8, msg=n)
+    assert any(g.abs().sum() > 0 for n, g in g_shared.items() if "lora_A" in n)
+    s2 = rollouts[False][1]  # a sampled (unhinted) rollout too
+    with torch.no_grad():
+        m2 = s2.completion_mask.bool()
+        torch.testing.assert_close(_logp(policy, batch, media, s2, True)[m2], _logp(policy, batch, media, s2, False)[m2],
+                                   atol=1e-5, rtol=0)
 
 
-def test_shared_prompt_gradients_survive_gradient_checkpointing(cache_dir, batch):
+def test_shared_prompt_gradients_survive_gradient_checkpointing(cache_dir, batch, rollouts):
     """Checkpointed decoder layers keep the shared prompt's cache (replay-safe caches) and give the
     gradients of the unchecked pass (transformers would otherwise drop the cache and score without prompt)."""
-    from msa.dc import HINT_FOLLOWS  # noqa: F401
-
     policy = _policy(cache_dir)
-    media, s, _ = _both(policy, batch, _prefills(policy.tokenizer), max_new_tokens=6)
-    adv = torch.linspace(-1, 1, s.completion_ids.shape[0])
-    grads = []
-    for ckpt in (False, True):
-        if ckpt:
-            policy.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        policy.model.train()
-        policy.model.zero_grad()
-        logp = _logp(policy, batch, media, s, True)
-        loss, _ = grpo_loss(logp, logp.detach(), None, adv, s.loss_mask, beta=0.0)
-        loss.backward()
-        grads.append({n: p.grad.clone() for n, p in policy.model.named_parameters() if p.requires_grad})
+    media, s, _ = rollouts[True]
+    policy.model.train()
+    _, plain = _grads(policy, batch, media, s, True)
+    policy.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     assert policy.base.model.language_model.layers[0].gradient_checkpointing
-    for n in grads[0]:
-        torch.testing.assert_close(grads[1][n], grads[0][n], rtol=1e-4, atol=1e-8, msg=n)
+    _, ckpt = _grads(policy, batch, media, s, True)
+    for n in plain:
+        torch.testing.assert_close(ckpt[n], plain[n], rtol=1e-4, atol=1e-8, msg=n)
 
 
 def test_join_prefill_masks_the_padding_after_a_clipped_short_prefill():
