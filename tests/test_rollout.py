@@ -161,7 +161,7 @@ def _rollout(rows, texts, rewards, pol, width, pad=0):
     ids = torch.arange(1, n * width + 1).view(n, width)
     r = Rollout(2, torch.tensor(rows), ids, torch.ones(n, width, dtype=torch.long),
                 torch.zeros(n, width, dtype=torch.long), torch.zeros(n, dtype=torch.bool), list(texts))
-    r.score(torch.tensor(rewards), {"format": list(pol), "polarity": list(pol), "score": list(pol)},
+    r.set_rewards(torch.tensor(rewards), {"format": list(pol), "polarity": list(pol), "score": list(pol)},
             torch.tensor([p > 0 for p in pol]))
     return r
 
@@ -222,3 +222,24 @@ def test_rollout_pieces_make_their_tensors_on_the_inputs_device(tiny_dir):
     assert out["input_ids"].device == meta and out["attention_mask"].device == meta
     assert {t.device for t in (ids, cmask, pmask, clipped, pos, state.mask, state.keys[0])} == {meta}
     assert state.keys[0].shape == (G, 1, 5, 4)
+
+
+def test_shared_prompt_positions_are_the_models_own(policy, batch, rollouts):
+    """TMRoPE: the positions the shared path gives completion tokens (prompt pass + text positions) are
+    those the model's get_rope_index gives the whole prompt + completion sequence (video and audio
+    interleaved, left padding), row by row. Random tiny weights barely depend on positions, so this is
+    checked on the positions themselves, not only through the log-probs."""
+    from msa.rl.rollout import rope_positions
+
+    _, s, _ = rollouts[True]
+    rows = s.prompt_rows
+    with torch.no_grad():
+        state = prompt_pass(policy.model, policy.base, batch, encode_media(policy.base, batch), rows, True)
+    ids = torch.cat([batch["input_ids"][rows], s.completion_ids], 1)
+    mask = torch.cat([batch["attention_mask"][rows], s.completion_mask], 1)
+    full = rope_positions(policy.base, batch, rows, ids, mask, True)  # [3, N, P+C]
+    p = batch["input_ids"].shape[1]
+    ours = text_positions(state.next_pos, s.completion_ids.shape[1])
+    real = s.completion_mask.bool()
+    assert torch.equal(ours[:, real], full[:, :, p:][:, real])
+    assert not torch.equal(full[1, :, :p], full[2, :, :p])  # real 3D positions: height and width differ on video

@@ -15,6 +15,11 @@ repeats of each mode's mean step time (steps after the first), its per-repeat ra
 the sampling throughput in generated (sampled, prefill excluded) tokens per second of sampling time.
 ``--full-video`` uses Qwen's default frame size, where the prompt (~500 tokens) is much longer than
 the answer; the demo's 56x56 frames give a short prompt.
+
+``--trl`` adds a peer to the same alternation: TRL's ``GRPOTrainer`` (benchmark-only dependency,
+``pip install trl``) training the same tiny thinker weights with the same LoRA, on text-only prompts
+of our prompt's token length (TRL has no audio/video path for the Omni thinker), with the same B, G,
+completion length, sampling, beta and loss type; no token suppression, reward = our format reward.
 """
 
 from __future__ import annotations
@@ -103,6 +108,58 @@ def worker(args) -> None:
                       "answer_tokens": tokens["n"] / max(1, tokens["rows"])}))
 
 
+def trl_worker(args) -> None:
+    """TRL's GRPOTrainer on the same tiny thinker weights and LoRA, text-only prompts of our prompt's
+    token length, same B, G, completion length, sampling, beta and loss; prints a JSON line."""
+    import lightning as L
+    import torch
+    from datasets import Dataset
+    from omegaconf import OmegaConf
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from msa.models import load_policy
+    from msa.models.loader import LLM_LORA_REGEX
+    from msa.rl.rewards import format_reward
+
+    torch.set_num_threads(args.threads)
+    dm = datamodule(args)
+    lens = [float(b["attention_mask"].sum(1).float().mean()) for b, _ in zip(dm.train_dataloader(), range(args.steps))]
+    prompt_len = round(statistics.mean(lens))  # our runs' mean prompt length over the same batches
+    L.seed_everything(0)
+    mcfg = OmegaConf.create(dict(tiny_size=args.size, cache_dir=args.cache, dtype="float32", use_audio_in_video=True,
+                                 lora=dict(enabled=False)))
+    policy = load_policy(mcfg)
+    tok = policy.tokenizer
+    words = tok("the words are warm and the voice is calm . ", add_special_tokens=False)["input_ids"]
+    ids = (words * (prompt_len // len(words) + 1))[:prompt_len]
+    prompts = [tok.decode(ids)] * (args.prompts * (args.steps + 1))
+    n_tokens = len(tok(prompts[0], add_special_tokens=False)["input_ids"])
+    cfg = GRPOConfig(output_dir=f"{args.cache}/trl-bench", per_device_train_batch_size=args.prompts * args.G,
+                     num_generations=args.G, max_completion_length=args.new_tokens, temperature=1.0, top_p=1.0,
+                     top_k=0, beta=0.1, loss_type="grpo", scale_rewards="group", learning_rate=1e-5,
+                     max_steps=args.steps, gradient_checkpointing=False, use_cpu=True, bf16=False,
+                     logging_steps=1, report_to="none", save_strategy="no", dataloader_num_workers=0, seed=0)
+    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=LLM_LORA_REGEX, bias="none",
+                      task_type="CAUSAL_LM")
+    times = []
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, *a, **k):
+            times.append(time.perf_counter() - self.t0)
+
+    trainer = GRPOTrainer(model=policy.base, reward_funcs=format_reward, args=cfg, processing_class=tok,
+                          train_dataset=Dataset.from_dict({"prompt": prompts}), peft_config=lora,
+                          callbacks=[Timer()])
+    trainer.train()
+    print(json.dumps({"step_s": sum(times[1:]) / max(1, len(times) - 1), "tok_s": float("nan"),
+                      "prompt_tokens": n_tokens, "cuda_peak_mib": None, "answer_tokens": float("nan")}))
+
+
 def _reap(cmd: list[str], env: dict) -> tuple[str, str, int, float]:
     """Run ``cmd``; (stdout, stderr, returncode, peak RSS in MiB of that child alone, via wait4)."""
     import tempfile
@@ -137,18 +194,21 @@ def main() -> None:
     ap.add_argument("--full-video", action="store_true", help="Qwen's default frame size (~336x336) instead of 56x56")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads per run (1: steady figures on a shared machine)")
+    ap.add_argument("--trl", action="store_true",
+                    help="also time TRL's GRPOTrainer on text-only prompts of the same length (pip install trl)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     from msa.models.tiny import default_cache_dir
 
     args.cache = args.cache or str(default_cache_dir())
     if args.worker:
-        return worker(args)
+        return trl_worker(args) if args.worker == "trl" else worker(args)
     datamodule(args)  # build the demo set and media cache once, outside the timed runs
     (a, _), (b, _) = MODES[args.compare]
-    runs = {a: [], b: []}
+    modes = (a, b, "trl") if args.trl else (a, b)
+    runs = {m: [] for m in modes}
     for _ in range(args.repeats):
-        for mode in (a, b):
+        for mode in modes:
             runs[mode].append(run_mode(mode, args))
     med = statistics.median
     ratios = [rb["step_s"] / ra["step_s"] for ra, rb in zip(runs[a], runs[b])]
@@ -166,6 +226,14 @@ def main() -> None:
               f"generated tokens/s, {mem}")
     print(f"  {a} / {b} step time: {med(1 / x for x in ratios):.2f}x "
           f"(per repeat: {', '.join(f'{1 / x:.2f}' for x in ratios)})")
+    if args.trl:
+        rs = runs["trl"]
+        print(f"  TRL GRPOTrainer (text-only prompt of {rs[0]['prompt_tokens']} tokens, same weights, LoRA, B, G, "
+              f"completion length, sampling): {med(r['step_s'] for r in rs):.3f} s/step, peak RSS "
+              f"{med(r['rss_peak_mib'] for r in rs):.0f} MiB")
+        for mode in (a, b):
+            per = [t["step_s"] / r["step_s"] for t, r in zip(rs, runs[mode])]
+            print(f"  TRL / {mode} step time: {med(per):.2f}x (per repeat: {', '.join(f'{x:.2f}' for x in per)})")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ class Rollout:
         """[N] float: sampled tokens per rollout (prefill excluded)."""
         return self.loss_mask.sum(1)
 
-    def score(self, rewards: Tensor, per_fn: dict[str, list[float]], right: Tensor) -> None:
+    def set_rewards(self, rewards: Tensor, per_fn: dict[str, list[float]], right: Tensor) -> None:
         """Attach the rewards of :attr:`texts` (summed ``rewards`` [N], per function, polarity right [N])."""
         device = self.completion_ids.device
         self.rewards, self.per_fn, self.right = rewards.to(device), per_fn, right.to(device)

@@ -35,6 +35,16 @@ Where we depart from the paper or from TRL, and why:
    fast rather than silently use stale features).
 8. With hard=false the dropped groups leave the loss entirely (they are not zero-advantage rows that
    would still dilute the per-sequence mean).
+9. Shared prompt (``grpo.shared_prompt=true``, the default): the language model runs each prompt once
+   per pass and repeats its KV cache to the G rollouts, for sampling, the hinted regeneration (the
+   prefill is appended to the same cache) and the policy/reference/old-policy scoring
+   (:mod:`msa.rl.rollout`). Same draws, log-probs and gradients as running the prompt G times
+   (``false``, kept for comparison), at P + G*C instead of G*(P + C) positions per pass.
+10. DDP: every rank joins every collective of a step, even one with nothing to learn (all groups
+    dropped, or the batch skipped): it backpropagates a zero loss and steps with the others, so
+    weights and LR stay equal. ``loss_type=dapo`` divides by the loss tokens of all ranks and
+    ``scale_rewards=batch`` by the std of all ranks' rewards (TRL gathers both); the logged reward
+    means and stds are over all ranks' rollouts.
 """
 
 from __future__ import annotations
@@ -95,7 +105,7 @@ class GRPOModule(PolicyModule):
 
         # 1. sample G answers per prompt (group-major: rows b*G .. b*G+G-1 belong to prompt b), 2. reward
         s = self._sample(batch, media, rows, prompts)
-        self._score(s, labels)
+        self._reward(s, labels)
         reward_before = s.rewards.mean().item()
         # 3. hard prompts: every rollout's polarity wrong (or every reward below the threshold)
         is_hard = find_hard(s.right.view(B, G).cpu(), s.rewards.view(B, G).cpu(), g.hard_rule, g.hard_threshold)
@@ -105,7 +115,7 @@ class GRPOModule(PolicyModule):
             hard_rows = rows[regen.to(rows.device)]
             prefills = [hint_prefill(polarity_of(labels[i], self.dataset)) for i in hard_rows.tolist()]
             h = self._sample(batch, media, hard_rows, prompts, prefills=prefills)
-            self._score(h, labels)
+            self._reward(h, labels)
             s = s.replace_groups(h, pad_id=self.policy.tokenizer.pad_token_id)
         del prompts
         # 5. advantages, normalised within each (possibly hinted) group
@@ -137,12 +147,12 @@ class GRPOModule(PolicyModule):
                       temperature=g.temperature, top_p=g.top_p, use_audio_in_video=batch["use_audio_in_video"],
                       prefills=prefills, prefill_follows=HINT_FOLLOWS if prefills else "", prompts=prompts)
 
-    def _score(self, s, labels):
+    def _reward(self, s, labels):
         """Attach the rewards of the rollouts' texts (prefill included) to ``s``."""
         per_row = [labels[i] for i in s.prompt_rows.tolist()]
         totals, per_fn = total_reward(s.texts, weights=dict(self.g.reward_weights), label=per_row,
                                       dataset=self.dataset, form=self.g.score_form)
-        s.score(torch.tensor(totals, dtype=torch.float32), per_fn, torch.tensor([v > 0 for v in per_fn["polarity"]]))
+        s.set_rewards(torch.tensor(totals, dtype=torch.float32), per_fn, torch.tensor([v > 0 for v in per_fn["polarity"]]))
 
     def _logits(self, batch, media, s, model=None):
         thinker = self.policy.base if model is None else _thinker(model)
