@@ -89,21 +89,23 @@ def worker(args) -> None:
         return s
 
     grpo_mod.sample = timed_sample
-    times = []
+    times, cpu = [], []
 
     class Timer(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             tokens["prompt"].append(int(batch["attention_mask"].sum(1).float().mean()))
-            self.t0 = time.perf_counter()
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
 
         def on_train_batch_end(self, *a):
             times.append(time.perf_counter() - self.t0)
+            cpu.append(time.process_time() - self.c0)
 
     trainer = L.Trainer(max_steps=args.steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         limit_val_batches=0, accelerator="auto", devices=1, callbacks=[Timer()])
     trainer.fit(module, train_dataloaders=dm.train_dataloader())
     cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    print(json.dumps({"step_s": sum(times[1:]) / max(1, len(times) - 1), "tok_s": tokens["n"] / max(1e-9, tokens["t"]),
+    print(json.dumps({"step_s": sum(times[1:]) / max(1, len(times) - 1), "cpu_s": sum(cpu[1:]) / max(1, len(cpu) - 1),
+                      "tok_s": tokens["n"] / max(1e-9, tokens["t"]),
                       "prompt_tokens": statistics.mean(tokens["prompt"]), "cuda_peak_mib": cuda_peak,
                       "answer_tokens": tokens["n"] / max(1, tokens["rows"])}))
 
@@ -145,18 +147,22 @@ def trl_worker(args) -> None:
                       task_type="CAUSAL_LM")
     times = []
 
+    cpu = []
+
     class Timer(TrainerCallback):
         def on_step_begin(self, *a, **k):
-            self.t0 = time.perf_counter()
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
 
         def on_step_end(self, *a, **k):
             times.append(time.perf_counter() - self.t0)
+            cpu.append(time.process_time() - self.c0)
 
     trainer = GRPOTrainer(model=policy.base, reward_funcs=format_reward, args=cfg, processing_class=tok,
                           train_dataset=Dataset.from_dict({"prompt": prompts}), peft_config=lora,
                           callbacks=[Timer()])
     trainer.train()
-    print(json.dumps({"step_s": sum(times[1:]) / max(1, len(times) - 1), "tok_s": float("nan"),
+    print(json.dumps({"step_s": sum(times[1:]) / max(1, len(times) - 1), "cpu_s": sum(cpu[1:]) / max(1, len(cpu) - 1),
+                      "tok_s": float("nan"),
                       "prompt_tokens": n_tokens, "cuda_peak_mib": None, "answer_tokens": float("nan")}))
 
 
@@ -211,29 +217,34 @@ def main() -> None:
         for mode in modes:
             runs[mode].append(run_mode(mode, args))
     med = statistics.median
-    ratios = [rb["step_s"] / ra["step_s"] for ra, rb in zip(runs[a], runs[b])]
     r0 = runs[a][0]
-    print(f"GRPO step, tiny[{args.size}] LoRA, {args.threads} CPU thread(s), B={args.prompts} prompts, G={args.G}, up to {args.new_tokens} new tokens, "
-          f"{'full-size' if args.full_video else '56x56'} frames (prompt ~{r0['prompt_tokens']:.0f} tokens, answers "
-          f"~{r0['answer_tokens']:.0f} sampled tokens); median over {args.repeats} alternating repeats of the mean of "
-          f"{args.steps - 1} steps after the first:")
-    for mode in (a, b):
+    print(f"GRPO step, tiny[{args.size}] LoRA, {args.threads} CPU thread(s), B={args.prompts} prompts, G={args.G}, "
+          f"up to {args.new_tokens} new tokens, {'full-size' if args.full_video else '56x56'} frames (prompt "
+          f"~{r0['prompt_tokens']:.0f} tokens, answers ~{r0['answer_tokens']:.0f} sampled tokens); median over "
+          f"{args.repeats} alternating repeats of the mean of {args.steps - 1} steps after the first. CPU time is "
+          f"the process's own (steady on a shared machine); wall time also counts waiting for a core:")
+    for mode in modes:
         rs = runs[mode]
         mem = f"peak RSS {med(r['rss_peak_mib'] for r in rs):.0f} MiB"
         if rs[0]["cuda_peak_mib"] is not None:
             mem += f", peak GPU {med(r['cuda_peak_mib'] for r in rs):.0f} MiB"
-        print(f"  {mode:>7}: {med(r['step_s'] for r in rs):.3f} s/step, sampling {med(r['tok_s'] for r in rs):.0f} "
-              f"generated tokens/s, {mem}")
-    print(f"  {a} / {b} step time: {med(1 / x for x in ratios):.2f}x "
-          f"(per repeat: {', '.join(f'{1 / x:.2f}' for x in ratios)})")
+        tps = "" if mode == "trl" else f", sampling {med(r['tok_s'] for r in rs):.0f} generated tokens/s (wall)"
+        name = "TRL GRPOTrainer" if mode == "trl" else mode
+        print(f"  {name:>15}: {med(r['cpu_s'] for r in rs):.3f} s/step CPU, {med(r['step_s'] for r in rs):.3f} s/step "
+              f"wall{tps}, {mem}")
     if args.trl:
-        rs = runs["trl"]
-        print(f"  TRL GRPOTrainer (text-only prompt of {rs[0]['prompt_tokens']} tokens, same weights, LoRA, B, G, "
-              f"completion length, sampling): {med(r['step_s'] for r in rs):.3f} s/step, peak RSS "
-              f"{med(r['rss_peak_mib'] for r in rs):.0f} MiB")
-        for mode in (a, b):
-            per = [t["step_s"] / r["step_s"] for t, r in zip(rs, runs[mode])]
-            print(f"  TRL / {mode} step time: {med(per):.2f}x (per repeat: {', '.join(f'{x:.2f}' for x in per)})")
+        print(f"  (TRL: text-only prompt of {runs['trl'][0]['prompt_tokens']} tokens, same weights, LoRA, B, G, "
+              f"completion length, sampling, beta, loss)")
+
+    def ratio(x: str, y: str) -> None:
+        for key, what in (("cpu_s", "CPU"), ("step_s", "wall")):
+            per = [rx[key] / ry[key] for rx, ry in zip(runs[x], runs[y])]
+            print(f"  {x} / {y} step time ({what}): {med(per):.2f}x (per repeat: {', '.join(f'{v:.2f}' for v in per)})")
+
+    ratio(a, b)
+    if args.trl:
+        ratio("trl", a)
+        ratio("trl", b)
 
 
 if __name__ == "__main__":

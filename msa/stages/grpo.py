@@ -270,7 +270,10 @@ class GRPOModule(PolicyModule):
         total = self._all_sum(torch.cat([values * weights, weights, torch.ones(k, dtype=torch.float64),
                                          moments.reshape(-1)]))
         mean = torch.where(total[k: 2 * k] > 0, total[:k] / total[k: 2 * k].clamp(min=1e-12), total[:k] / total[2 * k: 3 * k])
-        out = {**reward_metrics(total[3 * k:].view(-1, 3), list(REWARD_FUNCS)), **dict(zip(keys, mean.tolist()))}
+        moments = total[3 * k:].view(-1, 3)
+        if moments[0, 0] == 0:  # no rank had a rollout (every batch skipped): nothing to log
+            return
+        out = {**reward_metrics(moments, list(REWARD_FUNCS)), **dict(zip(keys, mean.tolist()))}
         self.log_dict({f"train/{name}": float(v) for name, v in out.items()}, batch_size=1, prog_bar=False)
         self.log("reward", out["reward"], prog_bar=True, batch_size=1)
         self.history.append({"step": step, **out})
