@@ -320,3 +320,49 @@ def test_num_iterations_steps_the_lr_schedule_with_every_optimizer_step(cache_di
     assert trainer.global_step == 4 and len(module.history) == 2
     assert sch.last_epoch == trainer.global_step
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("case", ["skipped", "dropped"])
+def test_batch_with_nothing_to_learn_takes_no_step(case, cache_dir, demo, tmp_path, monkeypatch):
+    """One process, a first batch with nothing to learn: every clip skipped, or (hard=false) every group
+    hard and dropped. No optimizer step, no LR step (the schedule moved on dropped batches before, out
+    of step with global_step), no history row for a skipped batch; the next batch is step 0."""
+    scripted = scripted_sampler([])
+    calls = {"sample": 0, "step": 0}
+
+    def sampler(model, thinker, tokenizer, batch, media, rows, **kw):
+        calls["sample"] += 1
+        if case == "dropped" and calls["step"] == 1:  # first batch: answer every prompt as the always-wrong prompt 0
+            out = scripted(model, thinker, tokenizer, batch, media, torch.zeros_like(rows), **kw)
+            out.prompt_rows = rows.repeat_interleave(kw["group_size"])
+            return out
+        return scripted(model, thinker, tokenizer, batch, media, rows, **kw)
+
+    monkeypatch.setattr(grpo_mod, "sample", sampler)
+    torch.manual_seed(0)
+    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), dtype="float32", use_audio_in_video=True,
+                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
+    empty = demo.collator()([])
+
+    class Module(grpo_mod.GRPOModule):
+        def training_step(self, batch, batch_idx):
+            calls["step"] += 1
+            first = calls["step"] == 1
+            if first and case == "skipped":
+                batch = empty
+            elif first:  # both prompts get prompt 0's label, so the scripted answers are wrong for both
+                batch = dict(batch, label=torch.stack([batch["label"][0]] * len(batch["label"])))
+            return super().training_step(batch, batch_idx)
+
+    module = Module(load_policy(mcfg), gcfg(max_steps=2, log_completions_every=0), dataset="demo", hint=True,
+                    hard=case != "dropped", out_dir=tmp_path)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        limit_val_batches=0, accelerator="cpu")
+    trainer.fit(module, train_dataloaders=demo.train_dataloader())
+    assert calls["step"] == 2 and trainer.global_step == 1
+    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 1
+    if case == "skipped":
+        assert [h["step"] for h in module.history] == [0]
+    else:
+        assert [h["skipped_step"] for h in module.history] == [1.0, 0.0]
+        assert [h["step"] for h in module.history] == [0, 0]
