@@ -243,3 +243,13 @@ def test_shared_prompt_positions_are_the_models_own(policy, batch, rollouts):
     real = s.completion_mask.bool()
     assert torch.equal(ours[:, real], full[:, :, p:][:, real])
     assert not torch.equal(full[1, :, :p], full[2, :, :p])  # real 3D positions: height and width differ on video
+
+
+def test_shared_sampler_refuses_generation_settings_it_does_not_apply():
+    from types import SimpleNamespace
+
+    from msa.rl.rollout import check_generation_config
+
+    check_generation_config(SimpleNamespace(generation_config=SimpleNamespace(repetition_penalty=1.0, top_k=50)))
+    with pytest.raises(ValueError, match="generation_config.repetition_penalty=1.05"):
+        check_generation_config(SimpleNamespace(generation_config=SimpleNamespace(repetition_penalty=1.05)))

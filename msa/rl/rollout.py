@@ -208,6 +208,25 @@ def extend_prompts(model, thinker, state: PromptState, tokens: list[list[int]]) 
                        state.next_pos + lens, hidden[:, -1])
 
 
+# generate() settings a model's generation_config may carry that change the sampling distribution and
+# that the shared decoder does not apply: it refuses them rather than sample from another distribution.
+_UNSUPPORTED_GENERATION = {"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                           "min_p": None, "top_h": None, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
+                           "min_length": 0, "min_new_tokens": None, "bad_words_ids": None, "sequence_bias": None,
+                           "begin_suppress_tokens": None, "forced_bos_token_id": None, "forced_eos_token_id": None,
+                           "exponential_decay_length_penalty": None}
+
+
+def check_generation_config(model) -> None:
+    """Fail, naming the field, if the model's generation_config asks generate() for more than we apply."""
+    cfg = getattr(model, "generation_config", None)
+    for name, neutral in _UNSUPPORTED_GENERATION.items():
+        value = getattr(cfg, name, neutral)
+        if value not in (neutral, None) and not (isinstance(value, (list, tuple)) and not value):
+            raise ValueError(f"generation_config.{name}={value!r}: the shared-prompt sampler (grpo.shared_prompt=true) "
+                             f"does not apply it; set grpo.shared_prompt=false to sample with generate()")
+
+
 def logits_processors(temperature: float, top_p: float, suppress: list[int], device) -> LogitsProcessorList:
     """``generate``'s processors for do_sample=True, top_k=0, in its order: suppression, then warpers."""
     procs = LogitsProcessorList([SuppressTokensLogitsProcessor(suppress, device=device)])
@@ -270,6 +289,7 @@ def sample(model, thinker, tokenizer, batch: dict, media: MediaEmbeds | None, ro
     suppress = suppressed_ids(tokenizer)
     pre_ids = [prefix_ids(tokenizer, p, prefill_follows) for p in prefills] if prefills else None
     if prompts is not None:
+        check_generation_config(thinker)
         state = prompts.select(rows)
         if pre_ids:
             state = extend_prompts(model, thinker, state, pre_ids)
