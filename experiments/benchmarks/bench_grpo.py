@@ -135,8 +135,11 @@ def trl_worker(args) -> None:
     policy = load_policy(mcfg)
     tok = policy.tokenizer
     words = tok("the words are warm and the voice is calm . ", add_special_tokens=False)["input_ids"]
-    ids = (words * (prompt_len // len(words) + 1))[:prompt_len]
-    prompts = [tok.decode(ids)] * (args.prompts * (args.steps + 1))
+    ids = words * (2 * prompt_len // len(words) + 2)
+    n = prompt_len  # decoded text re-tokenizes shorter (merges across the joins): grow it to the length
+    while len(tok(tok.decode(ids[:n]), add_special_tokens=False)["input_ids"]) < prompt_len:
+        n += 1
+    prompts = [tok.decode(ids[:n])] * (args.prompts * (args.steps + 1))
     n_tokens = len(tok(prompts[0], add_special_tokens=False)["input_ids"])
     cfg = GRPOConfig(output_dir=f"{args.cache}/trl-bench", per_device_train_batch_size=args.prompts * args.G,
                      num_generations=args.G, max_completion_length=args.new_tokens, temperature=1.0, top_p=1.0,
