@@ -94,8 +94,9 @@ def append_prefill(batch: dict, tokenizer, prefills: list[str], follows: str = "
     rows, masks = [], []
     for r, p in enumerate(pre):
         extra = longest - len(p)
-        rows.append(torch.cat([torch.full((extra,), pad_id, dtype=ids.dtype), ids[r], torch.tensor(p, dtype=ids.dtype)]))
-        masks.append(torch.cat([torch.zeros(extra, dtype=mask.dtype), mask[r], torch.ones(len(p), dtype=mask.dtype)]))
+        # pad and prefill are made on the prompt's device (CUDA in training): cat refuses mixed devices
+        rows.append(torch.cat([ids.new_full((extra,), pad_id), ids[r], ids.new_tensor(p)]))
+        masks.append(torch.cat([mask.new_zeros(extra), mask[r], mask.new_ones(len(p))]))
     out = dict(batch)
     out["input_ids"], out["attention_mask"] = torch.stack(rows), torch.stack(masks)
     out["prefill_lengths"] = torch.tensor([len(p) for p in pre])

@@ -76,3 +76,37 @@ def test_group_std_and_frac_zero_std():
 def test_bad_input_raises(rewards, group_size, scale, match):
     with pytest.raises(ValueError, match=match):
         group_advantages(rewards, group_size, scale=scale)
+
+
+def test_batch_scale_uses_the_std_of_every_rank_together():
+    """scale_rewards=batch under DDP: two ranks' rewards [0, 2] and [1, 1, 3, 5] (G=2). Gathered: mean 2,
+    squared deviations 4+0+1+1+1+9 = 16, unbiased var 16/5, std 1.7888544; rank 0's group [0, 2] is
+    centred to [-1, 1] and divided by that std (+1e-4), not by its own batch's std sqrt(2)."""
+    from msa.rl.advantages import reward_moments, std_from_moments
+
+    r0, r1 = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 1.0, 3.0, 5.0])
+    summed = reward_moments(r0) + reward_moments(r1)  # what the all-reduce of the two ranks gives
+    assert std_from_moments(summed) == pytest.approx(math.sqrt(16 / 5), abs=1e-12)
+    adv0 = group_advantages(r0, 2, scale="batch", batch_std=std_from_moments(summed))
+    torch.testing.assert_close(adv0, torch.tensor([-1.0, 1.0]) / (math.sqrt(16 / 5) + 1e-4))
+    local = group_advantages(r0, 2, scale="batch")  # one process: the batch's own std
+    torch.testing.assert_close(local, torch.tensor([-1.0, 1.0]) / (math.sqrt(2) + 1e-4))
+
+
+def test_dapo_num_items_gives_a_global_token_mean_after_ddp_averaging():
+    """loss_type=dapo under DDP: each rank divides by (tokens on all ranks) / world_size; DDP averages
+    the ranks' gradients, so the mean of the two rank losses is the token mean of the whole batch."""
+    from msa.rl.losses import grpo_loss
+
+    torch.manual_seed(0)
+    logp = torch.randn(3, 4)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.float32)
+    adv = torch.tensor([1.0, -0.5, 2.0])
+    whole, _ = grpo_loss(logp, logp.detach() - 0.1, None, adv, mask, beta=0.0, loss_type="dapo")
+    tokens = mask.sum().item()  # 9, all-reduced over the ranks
+    parts = [grpo_loss(logp[s], logp[s].detach() - 0.1, None, adv[s], mask[s], beta=0.0, loss_type="dapo",
+                       num_items=tokens / 2)[0] for s in (slice(0, 1), slice(1, 3))]
+    torch.testing.assert_close((parts[0] + parts[1]) / 2, whole)
+    local = [grpo_loss(logp[s], logp[s].detach() - 0.1, None, adv[s], mask[s], beta=0.0, loss_type="dapo")[0]
+             for s in (slice(0, 1), slice(1, 3))]
+    assert not torch.allclose((local[0] + local[1]) / 2, whole)  # per-rank token means do not

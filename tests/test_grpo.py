@@ -21,7 +21,8 @@ import msa.stages.grpo as grpo_mod
 from msa.data.datamodule import DemoDataModule
 from msa.dc import polarity_of
 from msa.models import load_policy
-from msa.rl.rollout import Samples, completion_mask
+from msa.rl.rollout import completion_mask
+from msa.rl.types import Rollout
 
 G = 4
 
@@ -31,7 +32,7 @@ def gcfg(**kw):
                 epsilon_high=None, num_iterations=1, loss_type="grpo", scale_rewards="group",
                 reward_weights={"format": 1.0, "polarity": 1.0, "score": 1.0}, score_form="linear",
                 hard_rule="all_wrong", hard_threshold=None, lr=1e-2, weight_decay=0.0, warmup_steps=0,
-                max_grad_norm=1.0, max_steps=1, reuse_encoder_outputs=True, log_completions_every=1,
+                max_grad_norm=1.0, max_steps=1, reuse_encoder_outputs=True, shared_prompt=True, log_completions_every=1,
                 checkpoint_dir="unused")
     base.update(kw)
     return OmegaConf.create(base)
@@ -66,7 +67,7 @@ def scripted_sampler(calls: list):
             comp[i, : len(row)] = torch.tensor(row)
             pmask[i, : pre_lens[i]] = 1
         cmask, clipped = completion_mask(comp, eos)
-        return Samples(comp, cmask, pmask, clipped, texts)
+        return Rollout(group_size, rows.repeat_interleave(group_size), comp, cmask, pmask, clipped, texts)
 
     return fake
 
@@ -299,3 +300,69 @@ def test_hint_prefill_is_a_token_prefix_of_the_sft_answers(tiny_dir, polarity):
     assert tok.decode(ids).startswith(f"<polarity>{polarity}<")
     alone = tok(hint_prefill(polarity), add_special_tokens=False)["input_ids"]
     assert answer["input_ids"][: len(alone)] != alone  # the bug this guards against, on this tokenizer
+
+
+def test_num_iterations_steps_the_lr_schedule_with_every_optimizer_step(cache_dir, demo, tmp_path, monkeypatch):
+    """num_iterations=2, max_steps=4: two batches, four optimizer steps; the cosine schedule (total 4)
+    must have advanced four times and reached 0, in step with global_step (it stopped at 0.5x lr when
+    the scheduler stepped once per batch)."""
+    monkeypatch.setattr(grpo_mod, "sample", scripted_sampler([]))
+    torch.manual_seed(0)
+    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), dtype="float32", use_audio_in_video=True,
+                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
+    module = grpo_mod.GRPOModule(load_policy(mcfg), gcfg(num_iterations=2, max_steps=4, lr=1e-3,
+                                                         log_completions_every=0),
+                                 dataset="demo", hint=True, hard=True, out_dir=tmp_path)
+    trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        limit_val_batches=0, accelerator="cpu")
+    trainer.fit(module, train_dataloaders=demo.train_dataloader())
+    sch = trainer.lr_scheduler_configs[0].scheduler
+    assert trainer.global_step == 4 and len(module.history) == 2
+    assert sch.last_epoch == trainer.global_step
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("case", ["skipped", "dropped"])
+def test_batch_with_nothing_to_learn_takes_no_step(case, cache_dir, demo, tmp_path, monkeypatch):
+    """One process, a first batch with nothing to learn: every clip skipped, or (hard=false) every group
+    hard and dropped. No optimizer step, no LR step (the schedule moved on dropped batches before, out
+    of step with global_step), no history row for a skipped batch; the next batch is step 0."""
+    scripted = scripted_sampler([])
+    calls = {"sample": 0, "step": 0}
+
+    def sampler(model, thinker, tokenizer, batch, media, rows, **kw):
+        calls["sample"] += 1
+        if case == "dropped" and calls["step"] == 1:  # first batch: answer every prompt as the always-wrong prompt 0
+            out = scripted(model, thinker, tokenizer, batch, media, torch.zeros_like(rows), **kw)
+            out.prompt_rows = rows.repeat_interleave(kw["group_size"])
+            return out
+        return scripted(model, thinker, tokenizer, batch, media, rows, **kw)
+
+    monkeypatch.setattr(grpo_mod, "sample", sampler)
+    torch.manual_seed(0)
+    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), dtype="float32", use_audio_in_video=True,
+                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
+    empty = demo.collator()([])
+
+    class Module(grpo_mod.GRPOModule):
+        def training_step(self, batch, batch_idx):
+            calls["step"] += 1
+            first = calls["step"] == 1
+            if first and case == "skipped":
+                batch = empty
+            elif first:  # both prompts get prompt 0's label, so the scripted answers are wrong for both
+                batch = dict(batch, label=torch.stack([batch["label"][0]] * len(batch["label"])))
+            return super().training_step(batch, batch_idx)
+
+    module = Module(load_policy(mcfg), gcfg(max_steps=2, log_completions_every=0), dataset="demo", hint=True,
+                    hard=case != "dropped", out_dir=tmp_path)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        limit_val_batches=0, accelerator="cpu")
+    trainer.fit(module, train_dataloaders=demo.train_dataloader())
+    assert calls["step"] == 2 and trainer.global_step == 1
+    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 1
+    if case == "skipped":
+        assert [h["step"] for h in module.history] == [0]
+    else:
+        assert [h["skipped_step"] for h in module.history] == [1.0, 0.0]
+        assert [h["step"] for h in module.history] == [0, 0]

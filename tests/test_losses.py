@@ -169,3 +169,16 @@ def test_token_entropy():
     logits = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [0.0, math.log(3.0), -1e9, -1e9]]])
     torch.testing.assert_close(token_entropy(logits), torch.tensor([[1.3862944, 0.5623351]]),
                                atol=1e-6, rtol=0)
+
+
+def test_token_entropy_finite_with_suppressed_tokens_below_temperature_one():
+    """Suppressed tokens carry finfo.min logits (mask_suppressed); at T=0.7 they overflow to -inf, and the
+    entropy must count them as probability 0, not 0 * -inf = NaN. Two live equal logits: ln 2."""
+    from msa.generation import mask_suppressed
+
+    logits = mask_suppressed(torch.zeros(1, 1, 4), [2, 3])
+    ent = token_entropy(logits, temperature=0.7)
+    assert torch.isfinite(ent).all()
+    assert ent.item() == pytest.approx(math.log(2), abs=1e-6)
+    logp = token_logprobs(logits, torch.tensor([[0]]), temperature=0.7)
+    assert logp.item() == pytest.approx(-math.log(2), abs=1e-6)

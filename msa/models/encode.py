@@ -88,18 +88,19 @@ def position_kwargs(batch: dict, rows: torch.Tensor | None = None, repeat: int =
     """
     out = {}
     n = batch["input_ids"].shape[0]
-    order = torch.arange(n).repeat_interleave(repeat)
+    # Made where ``rows`` live (the model's device in GRPO), then moved to each tensor it indexes.
+    order = torch.arange(n, device=None if rows is None else rows.device).repeat_interleave(repeat)
     if rows is not None:
         order = order[rows]
     for key in ("feature_attention_mask",):
         if batch.get(key) is not None:
-            out[key] = batch[key][order]
+            out[key] = batch[key][order.to(batch[key].device)]
     for key in ("video_grid_thw", "video_second_per_grid", "image_grid_thw"):
         if batch.get(key) is not None:
             # One entry per video; our prompts carry exactly one clip each when video is on.
             if batch[key].shape[0] != n:
                 raise ValueError(f"{key}: expected one entry per prompt ({n}), got {batch[key].shape[0]}")
-            out[key] = batch[key][order]
+            out[key] = batch[key][order.to(batch[key].device)]
     return out
 
 

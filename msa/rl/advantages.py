@@ -38,12 +38,15 @@ def _grouped(rewards: Tensor, group_size: int) -> Tensor:
 
 
 def group_advantages(
-    rewards: Tensor, group_size: int, scale: str = "group", eps: float = 1e-4
+    rewards: Tensor, group_size: int, scale: str = "group", eps: float = 1e-4, batch_std: float | None = None
 ) -> Tensor:
     """Advantages ``[N]`` of group-major rewards ``[N]``.
 
     A group whose rewards are all identical gets advantages of exactly 0 in every mode (the float
     mean of equal values can be off by one ulp, and "batch" scaling would not shrink that residue).
+    ``batch_std`` (only with ``scale="batch"``) replaces the std of ``rewards``: under DDP, TRL takes
+    it over the rewards gathered from every rank (:func:`std_from_moments` of the summed
+    :func:`reward_moments`).
 
     >>> group_advantages(torch.tensor([0.0, 2.0, 1.0, 1.0]), group_size=2, scale="none")
     tensor([-1.,  1.,  0.,  0.])
@@ -58,7 +61,7 @@ def group_advantages(
         centered = centered / (grouped.std(dim=1, keepdim=True) + eps)
     elif scale == "batch":
         # TRL "batch": the mean is still per group, only the std is taken over every reward.
-        centered = centered / (grouped.std() + eps)
+        centered = centered / ((grouped.std() if batch_std is None else batch_std) + eps)
     return centered.reshape(-1)  # [N]
 
 
@@ -82,3 +85,26 @@ def frac_zero_std(rewards: Tensor, group_size: int) -> float:
     """
     std = group_std(rewards, group_size)
     return torch.isclose(std, torch.zeros_like(std)).float().mean().item()
+
+
+def reward_moments(rewards: Tensor) -> Tensor:
+    """``[count, sum, sum of squares]`` (float64) of a rank's rewards; summed over ranks they give the
+    std of every rank's rewards together (:func:`std_from_moments`) without gathering ragged tensors.
+
+    >>> reward_moments(torch.tensor([1.0, 3.0]))
+    tensor([ 2.,  4., 10.], dtype=torch.float64)
+    """
+    r = rewards.detach().double().reshape(-1)
+    return torch.stack([r.new_tensor(float(r.numel())), r.sum(), (r * r).sum()])
+
+
+def std_from_moments(moments: Tensor) -> float:
+    """Unbiased std from summed :func:`reward_moments` (torch.std's convention; NaN below 2 rewards).
+
+    >>> std_from_moments(torch.tensor([2.0, 4.0, 10.0], dtype=torch.float64))  # std of [1, 3]
+    1.4142135623730951
+    """
+    n, total, sq = (float(x) for x in moments)
+    if n < 2:
+        return float("nan")
+    return max(0.0, (sq - total * total / n) / (n - 1)) ** 0.5

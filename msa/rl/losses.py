@@ -72,7 +72,10 @@ def token_entropy(logits: Tensor, temperature: float = 1.0) -> Tensor:
     rows = []
     for row in logits:  # [L, V]
         logp = torch.log_softmax(row.float() / temperature, dim=-1)  # [L, V]
-        rows.append(-(logp.exp() * logp).sum(-1))  # [L]
+        # Suppressed tokens sit at finfo.min; divided by T < 1 they overflow to -inf and p * logp would
+        # be 0 * -inf = NaN. A zero-probability token adds nothing to the entropy.
+        plogp = torch.where(logp > -torch.inf, logp.exp() * logp, torch.zeros_like(logp))  # [L, V]
+        rows.append(-plogp.sum(-1))  # [L]
     return torch.stack(rows)  # [B, L]
 
 

@@ -35,6 +35,16 @@ Where we depart from the paper or from TRL, and why:
    fast rather than silently use stale features).
 8. With hard=false the dropped groups leave the loss entirely (they are not zero-advantage rows that
    would still dilute the per-sequence mean).
+9. Shared prompt (``grpo.shared_prompt=true``, the default): the language model runs each prompt once
+   per pass and repeats its KV cache to the G rollouts, for sampling, the hinted regeneration (the
+   prefill is appended to the same cache) and the policy/reference/old-policy scoring
+   (:mod:`msa.rl.rollout`). Same draws, log-probs and gradients as running the prompt G times
+   (``false``, kept for comparison), at P + G*C instead of G*(P + C) positions per pass.
+10. DDP: every rank joins every collective of a step, even one with nothing to learn (all groups
+    dropped, or the batch skipped): it backpropagates a zero loss and steps with the others, so
+    weights and LR stay equal. ``loss_type=dapo`` divides by the loss tokens of all ranks and
+    ``scale_rewards=batch`` by the std of all ranks' rewards (TRL gathers both); the logged reward
+    means and stds are over all ranks' rollouts.
 """
 
 from __future__ import annotations
@@ -50,11 +60,12 @@ from msa.dc import HINT_FOLLOWS, hint_prefill, polarity_of
 from msa.generation import suppressed_ids
 from msa.models import export_policy
 from msa.models.encode import encode_media
-from msa.rl.advantages import frac_zero_std, group_advantages
+from msa.rl.advantages import frac_zero_std, group_advantages, reward_moments, std_from_moments
 from msa.rl.hard import find_hard, select_groups
 from msa.rl.losses import grpo_loss, token_entropy, token_logprobs
 from msa.rl.rewards import REWARD_FUNCS, total_reward
-from msa.rl.rollout import completion_logits, sample
+from msa.rl.rollout import completion_logits, prompt_pass, sample
+from msa.rl.types import reward_metrics
 from msa.stages.base import PolicyModule
 
 log = logging.getLogger(__name__)
@@ -82,187 +93,208 @@ class GRPOModule(PolicyModule):
     # ---------------------------------------------------------------- one step
     def training_step(self, batch, batch_idx):
         if not batch["ids"]:  # every clip of the batch was skipped (data.on_error=skip)
-            return None
+            return self._empty_step()
         g, G = self.g, self.g.num_generations
         step = self.global_step  # the optimizer step this batch becomes (logged and in file names)
-        opt = self.optimizers()
-        thinker, tok = self.policy.base, self.policy.tokenizer
-        uav = batch["use_audio_in_video"]
         B = batch["input_ids"].shape[0]
         labels = [float(x) for x in batch["label"]]
         rows = torch.arange(B, device=self.device)
-        media = encode_media(thinker, batch) if g.reuse_encoder_outputs else None
+        media = encode_media(self.policy.base, batch) if g.reuse_encoder_outputs else None
+        # shared path: every prompt goes through the model once; sampling and the hint reuse its cache
+        prompts = self._prompt_pass(batch, media, rows) if g.shared_prompt else None
 
-        # 1. sample G answers per prompt (group-major: rows b*G .. b*G+G-1 belong to prompt b)
-        s = self._sample(batch, media, rows)
-        # 2. reward
-        totals, per_fn, right = self._rewards(s.texts, labels)
-        reward_before = totals.mean().item()
+        # 1. sample G answers per prompt (group-major: rows b*G .. b*G+G-1 belong to prompt b), 2. reward
+        s = self._sample(batch, media, rows, prompts)
+        self._reward(s, labels)
+        reward_before = s.rewards.mean().item()
         # 3. hard prompts: every rollout's polarity wrong (or every reward below the threshold)
-        is_hard = find_hard(right.view(B, G), totals.view(B, G), g.hard_rule, g.hard_threshold)
+        is_hard = find_hard(s.right.view(B, G).cpu(), s.rewards.view(B, G).cpu(), g.hard_rule, g.hard_threshold)
         regen, drop = select_groups(is_hard, hint=self.hint, keep_hard=self.hard)
-        hinted = torch.zeros(B * G, dtype=torch.bool)
         # 4. hint: regenerate all hard groups in one batched call with the true polarity prefilled
         if regen.any():
             hard_rows = rows[regen.to(rows.device)]
             prefills = [hint_prefill(polarity_of(labels[i], self.dataset)) for i in hard_rows.tolist()]
-            h = self._sample(batch, media, hard_rows, prefills=prefills)
-            h_totals, h_per, h_right = self._rewards(h.texts, [labels[i] for i in hard_rows.tolist()])
-            s, totals, per_fn, right, hinted = self._replace(s, h, totals, h_totals, per_fn, h_per, right, h_right,
-                                                             hard_rows.cpu(), G, tok.pad_token_id)
+            h = self._sample(batch, media, hard_rows, prompts, prefills=prefills)
+            self._reward(h, labels)
+            s = s.replace_groups(h, pad_id=self.policy.tokenizer.pad_token_id)
+        del prompts
         # 5. advantages, normalised within each (possibly hinted) group
-        adv = group_advantages(totals, G, scale=g.scale_rewards).to(self.device)  # [B*G]
+        adv = group_advantages(s.rewards.cpu(), G, scale=g.scale_rewards,
+                               batch_std=self._batch_std(s.rewards.cpu())).to(self.device)  # [B*G]
         keep = (~drop).repeat_interleave(G)  # hard=false: dropped groups leave the loss entirely
         # 6-9. loss -> backward -> clip -> step (num_iterations passes over this batch)
-        stats = self._optimise(opt, batch, media, s, adv, keep, uav)
-        sch = self.lr_schedulers()
-        if sch is not None:
-            sch.step()
-        self._log_step(step, batch, s, totals, per_fn, adv, hinted, is_hard, reward_before, stats)
+        stats = self._optimise(batch, media, s, adv, keep)
+        self._log_step(step, batch, s, adv, is_hard, reward_before, stats)
+        return None
+
+    def _empty_step(self):
+        """A rank whose whole batch was skipped still joins every collective of the step (DDP would hang)."""
+        self._batch_std(torch.zeros(0))
+        stats = self._optimise(None, None, None, None, torch.zeros(0, dtype=torch.bool))
+        self._log_over_ranks(self.global_step, {"skipped_step": stats["skipped"]}, n=0,
+                             moments=torch.zeros(1 + len(REWARD_FUNCS), 3, dtype=torch.float64))
         return None
 
     # ---------------------------------------------------------------- pieces of the step
-    def _sample(self, batch, media, rows, prefills=None):
+    def _prompt_pass(self, batch, media, rows):
+        with torch.no_grad():
+            return prompt_pass(self.model, self.policy.base, batch, media, rows, batch["use_audio_in_video"])
+
+    def _sample(self, batch, media, rows, prompts, prefills=None):
         g = self.g
         return sample(self.model, self.policy.base, self.policy.tokenizer, batch, media, rows,
                       group_size=g.num_generations, max_new_tokens=g.max_new_tokens,
                       temperature=g.temperature, top_p=g.top_p, use_audio_in_video=batch["use_audio_in_video"],
-                      prefills=prefills, prefill_follows=HINT_FOLLOWS if prefills else "")
+                      prefills=prefills, prefill_follows=HINT_FOLLOWS if prefills else "", prompts=prompts)
 
-    def _rewards(self, texts, labels):
-        G = self.g.num_generations
-        per_row = [y for y in labels for _ in range(G)]
-        totals, per_fn = total_reward(texts, weights=dict(self.g.reward_weights), label=per_row,
+    def _reward(self, s, labels):
+        """Attach the rewards of the rollouts' texts (prefill included) to ``s``."""
+        per_row = [labels[i] for i in s.prompt_rows.tolist()]
+        totals, per_fn = total_reward(s.texts, weights=dict(self.g.reward_weights), label=per_row,
                                       dataset=self.dataset, form=self.g.score_form)
-        right = torch.tensor([v > 0 for v in per_fn["polarity"]])
-        return torch.tensor(totals, dtype=torch.float32), per_fn, right
+        s.set_rewards(torch.tensor(totals, dtype=torch.float32), per_fn, torch.tensor([v > 0 for v in per_fn["polarity"]]))
 
-    @staticmethod
-    def _replace(s, h, totals, h_totals, per_fn, h_per, right, h_right, hard_rows, G, pad_id):
-        """The hinted groups replace the sampled groups of the hard prompts (completions padded to one width)."""
-        idx = (hard_rows.unsqueeze(1) * G + torch.arange(G)).reshape(-1)  # rows of the hard groups
-        width = max(s.completion_ids.shape[1], h.completion_ids.shape[1])
-        pad = lambda t, v: torch.nn.functional.pad(t, (0, width - t.shape[1]), value=v)  # noqa: E731
-        comp, cmask, pmask = pad(s.completion_ids, pad_id), pad(s.completion_mask, 0), pad(s.prefill_mask, 0)
-        comp[idx] = pad(h.completion_ids, pad_id).to(comp.device)
-        cmask[idx] = pad(h.completion_mask, 0).to(cmask.device)
-        pmask[idx] = pad(h.prefill_mask, 0).to(pmask.device)
-        clipped = s.clipped.clone()
-        clipped[idx] = h.clipped.to(clipped.device)
-        texts = list(s.texts)
-        for j, r in enumerate(idx.tolist()):
-            texts[r] = h.texts[j]
-        totals = totals.clone()
-        totals[idx] = h_totals
-        per_fn = {k: list(v) for k, v in per_fn.items()}
-        for k in per_fn:
-            for j, r in enumerate(idx.tolist()):
-                per_fn[k][r] = h_per[k][j]
-        right = right.clone()
-        right[idx] = h_right
-        hinted = torch.zeros(len(texts), dtype=torch.bool)
-        hinted[idx] = True
-        return type(s)(comp, cmask, pmask, clipped, texts), totals, per_fn, right, hinted
+    def _logits(self, batch, media, s, model=None):
+        thinker = self.policy.base if model is None else _thinker(model)
+        return completion_logits(model or self.model, thinker, batch, media, s.prompt_rows, s.completion_ids,
+                                 s.completion_mask, batch["use_audio_in_video"],
+                                 suppress=suppressed_ids(self.policy.tokenizer),
+                                 group_size=s.group_size if self.g.shared_prompt else None)
 
-    def _logits(self, batch, media, prompt_rows, s, model=None):
-        return completion_logits(model or self.model, self.policy.base if model is None else _thinker(model), batch,
-                                 media, prompt_rows, s.completion_ids.to(self.device),
-                                 s.completion_mask.to(self.device), batch["use_audio_in_video"],
-                                 suppress=suppressed_ids(self.policy.tokenizer))
+    # ---------------------------------------------------------------- DDP
+    def _all_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum over DDP ranks (one process: as is). Every rank must call it at the same point of the step."""
+        if self.trainer.world_size <= 1:
+            return t
+        return self.trainer.strategy.reduce(t.to(self.device), reduce_op="sum").cpu()
 
-    def _optimise(self, opt, batch, media, s, adv, keep, uav):
-        g, G = self.g, self.g.num_generations
-        T = g.temperature
+    def _batch_std(self, totals: torch.Tensor) -> float | None:
+        """scale_rewards=batch: the std of every rank's rewards together (TRL gathers them); else None."""
+        if self.g.scale_rewards != "batch":
+            return None
+        return std_from_moments(self._all_sum(reward_moments(totals)))
+
+    # ---------------------------------------------------------------- loss and optimizer steps
+    def _optimise(self, batch, media, s, adv, keep):
+        g, T = self.g, self.g.temperature
+        opt = self.optimizers()
         keep_rows = keep.nonzero().squeeze(1).to(self.device)
-        if keep_rows.numel() == 0:  # every group dropped (hard=false): nothing to learn from this batch
-            return dict(loss=0.0, kl=0.0, entropy=0.0, clip_low=0.0, clip_high=0.0, clip_region=0.0, skipped=1.0,
-                        rows=0)
-        prompt_rows = keep_rows // G
-        sub = type(s)(s.completion_ids[keep_rows.cpu()], s.completion_mask[keep_rows.cpu()],
-                      s.prefill_mask[keep_rows.cpu()], s.clipped[keep_rows.cpu()], None)
-        ids = sub.completion_ids.to(self.device)
-        loss_mask = (sub.completion_mask * (1 - sub.prefill_mask)).to(self.device).float()  # [N, C]
-        a = adv[keep_rows]
+        sub = s.select(keep_rows) if keep_rows.numel() else None
+        loss_mask = sub.loss_mask if sub is not None else None  # [N, C]
+        # Rows and loss tokens of every rank: whether any rank learns this step, and dapo's global denominator.
+        local = torch.tensor([float(keep_rows.numel()), float(loss_mask.sum()) if sub is not None else 0.0],
+                             dtype=torch.float64)
+        rows_all, tokens_all = self._all_sum(local).tolist()
+        if sub is None:  # every group dropped (hard=false) or the batch skipped
+            return self._nothing_to_learn(opt, stepped=rows_all > 0)
+        num_items = max(tokens_all, 1.0) / self.trainer.world_size if g.loss_type == "dapo" else None
+        ids, a = sub.completion_ids, adv[keep_rows]
         ref_logp = old_logp = None
         with torch.no_grad():
             if g.beta > 0:
                 if self.ref_model is not None:
-                    ref_logits = self._logits(batch, media, prompt_rows, sub, model=self.ref_model)
+                    ref_logits = self._logits(batch, media, sub, model=self.ref_model)
                 else:
                     with self.model.disable_adapter():
-                        ref_logits = self._logits(batch, media, prompt_rows, sub)
+                        ref_logits = self._logits(batch, media, sub)
                 ref_logp = token_logprobs(ref_logits, ids, T)
                 del ref_logits
             if g.num_iterations > 1:  # the sampling policy's log-probs, fixed across the passes
-                old_logp = token_logprobs(self._logits(batch, media, prompt_rows, sub), ids, T)
+                old_logp = token_logprobs(self._logits(batch, media, sub), ids, T)
         for _ in range(g.num_iterations):
-            logits = self._logits(batch, media, prompt_rows, sub)  # [N, C, V]
+            logits = self._logits(batch, media, sub)  # [N, C, V]
             logp = token_logprobs(logits, ids, T)
             with torch.no_grad():
                 ent = (token_entropy(logits.detach(), T) * loss_mask).sum() / loss_mask.sum().clamp(min=1)
             loss, st = grpo_loss(logp, logp.detach() if old_logp is None else old_logp, ref_logp, a, loss_mask,
                                  epsilon_low=g.epsilon, epsilon_high=g.epsilon_high, beta=g.beta,
-                                 loss_type=g.loss_type, max_completion_length=g.max_new_tokens)
+                                 loss_type=g.loss_type, max_completion_length=g.max_new_tokens, num_items=num_items)
             opt.zero_grad()
             self.manual_backward(loss)
-            self.clip_gradients(opt, gradient_clip_val=g.max_grad_norm, gradient_clip_algorithm="norm")
-            opt.step()
+            self._step(opt)
         return dict(loss=loss.item(), kl=st.kl.item(), entropy=ent.item(), clip_low=st.clip_ratio_low.item(),
                     clip_high=st.clip_ratio_high.item(), clip_region=st.clip_ratio_region.item(), skipped=0.0,
                     rows=int(keep_rows.numel()))
 
+    def _step(self, opt):
+        """Clip, optimizer step, LR step: the schedule advances with every optimizer step (as global_step
+        does), so with num_iterations > 1 it still ends at max_steps."""
+        self.clip_gradients(opt, gradient_clip_val=self.g.max_grad_norm, gradient_clip_algorithm="norm")
+        opt.step()
+        sch = self.lr_schedulers()
+        if sch is not None:
+            sch.step()
+
+    def _nothing_to_learn(self, opt, stepped: bool) -> dict:
+        """This rank has no rollout in the loss. A zero loss touching every trainable parameter keeps it
+        in DDP's gradient all-reduce; it steps (with the other ranks' averaged gradients) iff some rank had
+        rows, so every rank takes the same optimizer and LR steps. One process: no step at all."""
+        for _ in range(self.g.num_iterations if stepped else 1):
+            opt.zero_grad()
+            self.manual_backward(sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0)
+            if stepped:
+                self._step(opt)
+        return dict(loss=0.0, kl=0.0, entropy=0.0, clip_low=0.0, clip_high=0.0, clip_region=0.0, skipped=1.0, rows=0)
+
     # ---------------------------------------------------------------- logging
-    def _log_step(self, step, batch, s, totals, per_fn, adv, hinted, is_hard, reward_before, stats):
+    def _log_step(self, step, batch, s, adv, is_hard, reward_before, stats):
         G = self.g.num_generations
-        n = len(s.texts)
-        lengths = (s.completion_mask * (1 - s.prefill_mask)).sum(1).float()
-        group_std = totals.view(-1, G).std(1)
         m = {
-            "reward": totals.mean().item(),
-            "reward_std": group_std.mean().item(),
-            "frac_reward_zero_std": frac_zero_std(totals, G),
+            "frac_reward_zero_std": frac_zero_std(s.rewards.cpu(), G),
             "kl": stats["kl"], "entropy": stats["entropy"], "loss": stats["loss"],
             "clip_ratio/low_mean": stats["clip_low"], "clip_ratio/high_mean": stats["clip_high"],
             "clip_ratio/region_mean": stats["clip_region"],
-            "completions/mean_length": lengths.mean().item(),
+            "completions/mean_length": s.lengths.mean().item(),
             "completions/clipped_ratio": s.clipped.float().mean().item(),
-            "hint/rate": hinted.float().mean().item(),
+            "hint/rate": s.hinted.float().mean().item(),
             "hard/frac": is_hard.float().mean().item(),
             "hint/reward_before": reward_before,
-            "hint/reward_after": totals.mean().item(),
+            "hint/reward_after": s.rewards.mean().item(),
             "skipped_step": stats["skipped"],
             "loss_rows": stats["rows"],  # rollouts in the loss (hard=false removes dropped groups)
         }
-        for name in REWARD_FUNCS:
-            m[f"rewards/{name}/mean"] = sum(per_fn[name]) / n
-        self.log_dict({f"train/{k}": float(v) for k, v in m.items()}, batch_size=len(batch["ids"]),
-                      sync_dist=True, prog_bar=False)
-        self.log("reward", m["reward"], prog_bar=True, batch_size=len(batch["ids"]), sync_dist=True)
-        self.history.append({"step": step, **self._mean_over_ranks(m)})
+        self._log_over_ranks(step, m, len(s.texts), s.reward_moments(list(REWARD_FUNCS)))
         every = self.g.log_completions_every
         if every and step % every == 0:  # every rank writes its own prompts' rollouts
-            self._write_completions(step, batch, s, totals, per_fn, adv, hinted)
+            self._write_completions(step, batch, s, adv)
 
-    def _mean_over_ranks(self, m: dict) -> dict:
-        """The step's scalars averaged over DDP ranks (each rank sampled its own prompts); as is otherwise."""
-        if self.trainer.world_size <= 1:
-            return m
-        keys = list(m)
-        values = torch.tensor([float(m[k]) for k in keys], dtype=torch.float64, device=self.device)
-        values = self.trainer.strategy.reduce(values, reduce_op="mean")
-        return dict(zip(keys, values.tolist()))
+    def _log_over_ranks(self, step: int, m: dict, n: int, moments: torch.Tensor) -> None:
+        """Log the step's scalars over DDP ranks and append them to the history: rollout-weighted means
+        (``skipped_step``, ``loss_rows``: plain means) and the reward means/stds of every rank's rollouts
+        together (TRL's ``reward_std``). A rank with no rollout (``n=0``) still joins the one all-reduce."""
+        keys = self._metric_keys()
+        plain = {"skipped_step", "loss_rows"}
+        values = torch.tensor([float(m.get(k, 0.0)) for k in keys], dtype=torch.float64)
+        weights = torch.tensor([1.0 if k in plain else float(n) for k in keys], dtype=torch.float64)
+        k = len(keys)
+        total = self._all_sum(torch.cat([values * weights, weights, torch.ones(k, dtype=torch.float64),
+                                         moments.reshape(-1)]))
+        mean = torch.where(total[k: 2 * k] > 0, total[:k] / total[k: 2 * k].clamp(min=1e-12), total[:k] / total[2 * k: 3 * k])
+        moments = total[3 * k:].view(-1, 3)
+        if moments[0, 0] == 0:  # no rank had a rollout (every batch skipped): nothing to log
+            return
+        out = {**reward_metrics(moments, list(REWARD_FUNCS)), **dict(zip(keys, mean.tolist()))}
+        self.log_dict({f"train/{name}": float(v) for name, v in out.items()}, batch_size=1, prog_bar=False)
+        self.log("reward", out["reward"], prog_bar=True, batch_size=1)
+        self.history.append({"step": step, **out})
 
-    def _write_completions(self, step, batch, s, totals, per_fn, adv, hinted):
-        G = self.g.num_generations
-        lengths = (s.completion_mask * (1 - s.prefill_mask)).sum(1)  # sampled tokens (prefill excluded)
+    @staticmethod
+    def _metric_keys() -> list[str]:
+        return ["frac_reward_zero_std", "kl", "entropy", "loss", "clip_ratio/low_mean",
+                "clip_ratio/high_mean", "clip_ratio/region_mean", "completions/mean_length",
+                "completions/clipped_ratio", "hint/rate", "hard/frac", "hint/reward_before", "hint/reward_after",
+                "skipped_step", "loss_rows"]
+
+    def _write_completions(self, step, batch, s, adv):
+        lengths = s.lengths
         rows = []
         for r, text in enumerate(s.texts):
-            b = r // G
+            b = int(s.prompt_rows[r])
             rows.append({"step": step, "prompt_id": batch["ids"][b], "dataset": self.dataset,
                          "label": float(batch["label"][b]), "completion": text, "length": int(lengths[r]),
-                         "reward": float(totals[r]),
-                         **{f"reward_{k}": float(v[r]) for k, v in per_fn.items()},
-                         "hinted": bool(hinted[r]), "advantage": float(adv[r])})
+                         "reward": float(s.rewards[r]),
+                         **{f"reward_{k}": float(v[r]) for k, v in s.per_fn.items()},
+                         "hinted": bool(s.hinted[r]), "advantage": float(adv[r])})
         df = pd.DataFrame(rows)
         out = self.out_dir / "completions"
         out.mkdir(parents=True, exist_ok=True)

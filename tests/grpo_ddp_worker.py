@@ -1,0 +1,98 @@
+"""Two-process (gloo) GRPO step in which one rank has nothing to learn; launched by test_grpo_ddp.py.
+
+    python tests/grpo_ddp_worker.py dropped|skipped OUT_DIR CACHE_DIR
+
+``dropped``: rank 0's rollouts all have the wrong polarity and hard=false drops its groups; ``skipped``:
+rank 0's whole batch is skipped (``data.on_error=skip`` leaves no clip). Rank 1 learns normally in both.
+Lightning re-runs this script for rank 1. Each rank writes its trainable weights (before and after),
+LR and global step to OUT_DIR/rank{r}.pt.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import lightning as L
+import torch
+from omegaconf import OmegaConf
+
+import msa.stages.grpo as grpo_mod
+from msa.data.datamodule import DemoDataModule
+from msa.dc import polarity_of
+from msa.models import load_policy, trainable_parameters
+from msa.rl.rollout import completion_mask
+from msa.rl.types import Rollout
+
+
+def main(case: str, out: str, cache: str) -> None:
+    from transformers import AutoProcessor
+
+    from msa.models.tiny import ensure_tiny
+
+    dm = DemoDataModule(f"{cache}/data/demo_ddp", n_clips=24, batch_size=2, cache_dir=f"{cache}/media",
+                        shuffle=False, video_min_pixels=3136, video_max_pixels=8192)
+    dm.attach_processor(AutoProcessor.from_pretrained(ensure_tiny(cache, "test")))
+    dm.prepare_data()
+    dm.setup("fit")
+    frame = dm.frames["train"]
+    keep = frame[frame.label.abs() > 0.1].index[:4].tolist()  # 4 clips: one batch of 2 per rank
+    dm.frames["train"] = frame.loc[keep].reset_index(drop=True)
+    from msa.data.dataset import MSADataset
+
+    dm.datasets["train"] = MSADataset(dm.frames["train"], "demo", dm.cache, modalities=dm.modalities)
+
+    def fake_sample(model, thinker, tokenizer, batch, media, rows, *, group_size, prefills=None, **kw):
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        texts, pre_lens = [], []
+        for j, r in enumerate(rows.tolist()):
+            true = polarity_of(float(batch["label"][r]), "demo")
+            wrong = "negative" if true != "negative" else "positive"
+            for g in range(group_size):
+                if prefills is not None:
+                    texts.append(prefills[j] + f"<think>h</think><score>{0.2 * (g + 1):.1f}</score>")
+                    pre_lens.append(len(tokenizer(prefills[j], add_special_tokens=False)["input_ids"]))
+                    continue
+                pol = wrong if rank == 0 else true
+                texts.append(f"<polarity>{pol}</polarity><think>t{g}</think><score>{0.2 * (g + 1):.1f}</score>")
+                pre_lens.append(0)
+        ids = [tokenizer(t, add_special_tokens=False)["input_ids"] + [eos] for t in texts]
+        width = max(len(i) for i in ids)
+        comp = torch.full((len(ids), width), tokenizer.pad_token_id)
+        pmask = torch.zeros_like(comp)
+        for i, row in enumerate(ids):
+            comp[i, : len(row)] = torch.tensor(row)
+            pmask[i, : pre_lens[i]] = 1
+        cmask, clipped = completion_mask(comp, eos)
+        return Rollout(group_size, rows.repeat_interleave(group_size), comp, cmask, pmask, clipped, texts)
+
+    grpo_mod.sample = fake_sample
+
+    class Module(grpo_mod.GRPOModule):
+        def training_step(self, batch, batch_idx):
+            if case == "skipped" and self.global_rank == 0:
+                batch = dm.collator()([])  # what the collator returns when every clip was skipped
+            return super().training_step(batch, batch_idx)
+
+    L.seed_everything(0)
+    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=cache, dtype="float32", use_audio_in_video=True,
+                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
+    policy = load_policy(mcfg)
+    g = OmegaConf.create(dict(num_generations=4, temperature=1.0, top_p=1.0, max_new_tokens=48, beta=0.1, epsilon=0.2,
+                              epsilon_high=None, num_iterations=1, loss_type="dapo", scale_rewards="batch",
+                              reward_weights={"format": 1.0, "polarity": 1.0, "score": 1.0}, score_form="linear",
+                              hard_rule="all_wrong", hard_threshold=None, lr=1e-2, weight_decay=0.0, warmup_steps=0,
+                              max_grad_norm=1.0, max_steps=2, reuse_encoder_outputs=True, shared_prompt=True, log_completions_every=0,
+                              checkpoint_dir="unused"))
+    module = Module(policy, g, dataset="demo", hint=True, hard=case != "dropped", out_dir=out)
+    before = {k: v.detach().clone() for k, v in trainable_parameters(policy.model).items()}
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        limit_val_batches=0, accelerator="cpu", strategy="ddp", devices=2)
+    trainer.fit(module, train_dataloaders=dm.train_dataloader())
+    after = {k: v.detach().clone() for k, v in trainable_parameters(policy.model).items()}
+    torch.save({"before": before, "after": after, "step": trainer.global_step, "history": module.history,
+                "lr": trainer.optimizers[0].param_groups[0]["lr"]}, f"{out}/rank{trainer.global_rank}.pt")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
