@@ -16,16 +16,25 @@ SHORT = ["model=tiny", "data.limit=4", "data.n_clips=24", "eval.max_new_tokens=8
          "grpo.max_steps=2", "grpo.max_new_tokens=8", "grpo.log_completions_every=0", "logger=none"]
 
 
+TIMINGS = {"wall_time_s", "clips_per_s", "seconds", "load_seconds"}
+
+
+def comparable(d, run_dir: Path):
+    """Metrics minus the wall-clock figures, with the run's own directory written as <run>: the only things
+    allowed to differ between two runs."""
+    if isinstance(d, dict):
+        return {k: comparable(v, run_dir) for k, v in d.items() if k not in TIMINGS}
+    if isinstance(d, str):
+        return d.replace(str(run_dir), "<run>")
+    return d
+
+
 def run(overrides, out: Path, cache: Path) -> tuple[dict, pd.DataFrame | None]:
     from train import train
 
     cfg = compose_cfg([*SHORT, *overrides], out, cache)
     train(cfg)
-    metrics = json.loads((out / "metrics.json").read_text())
-    metrics.pop("wall_time_s", None)
-    for per_ds in (metrics.get(k, {}) for k in ("sft", "grpo", "eval")):
-        for m in per_ds.values():
-            m.pop("clips_per_s", None)
+    metrics = comparable(json.loads((out / "metrics.json").read_text()), out)
     hist = out / "grpo" / "train_history.csv"
     return metrics, pd.read_csv(hist) if hist.exists() else None
 
