@@ -33,8 +33,10 @@ def metrics_table(runs: dict[str, str | Path], stage: str, dataset: str) -> pd.D
 
 
 def load_predictions(run_dir: str | Path, stage: str = "eval") -> pd.DataFrame:
-    """The per-clip predictions (``<run>/<stage>/predictions.jsonl``) as a DataFrame."""
-    return pd.read_json(Path(run_dir) / stage / "predictions.jsonl", lines=True)
+    """The per-clip predictions (``<run>/<stage>/predictions.jsonl``) as a DataFrame. Floats are parsed
+    exactly (pandas' fast parser turns 0.6 into 0.6000000000000001, which moves scores off the SIMS bin
+    edges)."""
+    return pd.read_json(Path(run_dir) / stage / "predictions.jsonl", lines=True, precise_float=True)
 
 
 def load_completions(run_dir: str | Path) -> pd.DataFrame:
@@ -202,27 +204,45 @@ def cue_contradictions(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "dataset", "modality", "label", "label_polarity", "cue_polarity", "cue"])
 
 
-def dataset_roots(run_dir: str | Path) -> dict[str, str]:
-    """dataset -> root directory, as the run saw them (``data.root``, ``eval.roots``, the synthetic sets
-    beside the demo set), from its saved config; environment lookups (``MSA_CACHE``) resolve here."""
+def run_config(run_dir: str | Path):
+    """A run's config: ``resolved_config.yaml`` (paths as the run saw them), else Hydra's
+    ``.hydra/config.yaml`` resolved here (``${oc.env:MSA_CACHE}`` then reads this process's environment)."""
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
+    run_dir = Path(run_dir)
+    if (run_dir / "resolved_config.yaml").exists():
+        return OmegaConf.load(run_dir / "resolved_config.yaml")
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     OmegaConf.set_struct(cfg, False)
     cfg.paths.output_dir = str(run_dir)  # ${hydra:...} does not resolve outside the run
-    roots = {cfg.data.name: str(cfg.data.root)}
-    for ds in cfg.eval.get("datasets") or []:
-        if str(ds).startswith("demo"):
-            roots.setdefault(ds, f"{cfg.paths.data_dir}/{ds}")
-    roots.update({k: str(v) for k, v in (cfg.eval.get("roots") or {}).items()})
-    return roots
+    return cfg
+
+
+def dataset_roots(run_dir: str | Path) -> dict[str, str]:
+    """dataset -> root directory of every dataset the run trained or was tested on."""
+    from msa.plan import data_root, eval_targets
+
+    cfg = run_config(run_dir)
+    return {cfg.data.name: data_root(cfg, cfg.data.name), **{t.name: t.root for t in eval_targets(cfg)}}
+
+
+def load_chains(run_dir: str | Path, stage: str = "eval") -> pd.DataFrame:
+    """A stage's answers in the columns of ``predictions.jsonl``: the test answers of ``sft``, ``grpo`` or
+    ``eval``, or with ``stage="cot"`` the teacher's kept chains (well formed, their score the true label)."""
+    if stage != "cot":
+        return load_predictions(run_dir, stage)
+    cot = pd.read_json(Path(run_dir) / "cot" / "cot.jsonl", lines=True, precise_float=True)
+    cot = cot[cot["kept"].astype(bool)] if "kept" in cot else cot
+    return pd.DataFrame({"id": cot["id"].astype(str), "dataset": cot["dataset"], "label": cot["label"],
+                         "completion": cot["answer"], "prediction": cot["score"], "parse_fail": False,
+                         "parsed_polarity": cot["polarity"], "parsed_reasoning": cot["reasoning"]})
 
 
 def run_chains(run_dir: str | Path, stage: str = "eval", roots: dict[str, str] | None = None) -> pd.DataFrame:
-    """:func:`chain_table` of a run's ``<stage>/predictions.jsonl`` with each dataset's label file."""
+    """:func:`chain_table` of a run's answers (:func:`load_chains`) with each dataset's label file."""
     from msa.data.labels import read_labels
 
-    pred = load_predictions(run_dir, stage)
+    pred = load_chains(run_dir, stage)
     roots = {**dataset_roots(run_dir), **(roots or {})}
     missing = sorted(set(pred.dataset) - set(roots))
     if missing:

@@ -3,7 +3,7 @@
     python -m msa.report outputs/paper                       # every table the runs allow, Markdown on stdout
     python -m msa.report outputs/paper --paper --out report  # + the paper's numbers; .md, .tex, .csv, PNGs
 
-Arguments are run directories (``metrics.json`` + ``.hydra/config.yaml``) or folders holding them at any
+Arguments are run directories (``metrics.json`` + the run's config) or folders holding them at any
 depth (a sweep, a study). Each run is placed in a *setting* by its config, never by its folder name:
 
 =================  ==================================================================================
@@ -142,6 +142,9 @@ PAPER: dict[tuple[str, str, str], dict[str, float]] = {
 }
 
 
+RESOLVED_CONFIG = "resolved_config.yaml"  # written by train.py (msa.plan.save_run_config); Hydra's own copy else
+
+
 class ReportError(ValueError):
     """A run directory cannot give what a table needs; the message names the run."""
 
@@ -220,11 +223,11 @@ def classify(cfg: dict) -> dict[str, str]:
 
 def load_run(path: str | Path) -> Run:
     path = Path(path)
-    cfg_file = path / ".hydra" / "config.yaml"
     if not (path / "metrics.json").exists():
         raise ReportError(f"{path}: no metrics.json (not a run directory, or the run never finished a stage)")
-    if not cfg_file.exists():
-        raise ReportError(f"{path}: no .hydra/config.yaml, so the run's settings are unknown")
+    cfg_file = next((f for f in (path / RESOLVED_CONFIG, path / ".hydra" / "config.yaml") if f.exists()), None)
+    if cfg_file is None:
+        raise ReportError(f"{path}: no {RESOLVED_CONFIG} or .hydra/config.yaml, so the run's settings are unknown")
     raw = OmegaConf.load(cfg_file)
     cfg = {"stages": _select(raw, "stage.run", []), "init_from": _select(raw, "init_from"),
            "sft_answer": _select(raw, "sft.answer", "dc"), "eval_answer": _select(raw, "eval.answer", "dc"),

@@ -110,3 +110,17 @@ def test_disagreements_and_contradictions_by_hand():
     c = cue_contradictions(t)
     assert list(zip(c["id"], c["modality"], c["cue_polarity"], c["label_polarity"])) == [
         ("a", "audio", "negative", "positive"), ("b", "audio", "positive", "negative")]
+
+
+def test_teacher_chains_read_like_predictions(tmp_path):
+    from msa.analysis import load_chains
+
+    (tmp_path / "cot").mkdir()
+    recs = [{"id": "v$_$1", "dataset": "demo", "label": 0.6, "polarity": "positive", "reasoning": "Warm words.",
+             "score": 0.6, "answer": "<polarity>positive</polarity>...", "kept": True},
+            {"id": "v$_$2", "dataset": "demo", "label": -0.2, "polarity": "positive", "reasoning": "x",
+             "score": 0.4, "answer": "...", "kept": False}]
+    (tmp_path / "cot" / "cot.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    c = load_chains(tmp_path, "cot")
+    assert c["id"].tolist() == ["v$_$1"] and c.loc[0, "prediction"] == 0.6 and not c.loc[0, "parse_fail"]
+    assert c.loc[0, "parsed_polarity"] == "positive" and c.loc[0, "parsed_reasoning"] == "Warm words."

@@ -296,3 +296,12 @@ def test_cpu_variant_of_every_study_runs_end_to_end_from_the_readme(tmp_path, mo
     monkeypatch.setenv("MSA_CACHE", str(tmp_path / "cache"))
     run_notebook(ROOT / "notebooks" / "01_reasoning_chains.ipynb")
     assert (work / "figures" / "clip.png").stat().st_size > 10000
+
+
+def test_the_resolved_config_is_read_when_present(tmp_path):
+    d = make_run(tmp_path, "a", ["grpo"], hint=False, metrics={"grpo": {"sims": SIMS_M}})
+    (d / ".hydra" / "config.yaml").rename(d / "resolved_config.yaml")
+    assert report.load_run(d).settings == {"grpo_no_hint": "grpo"}
+    (d / "resolved_config.yaml").unlink()
+    with pytest.raises(report.ReportError, match="settings are unknown"):
+        report.load_run(d)
