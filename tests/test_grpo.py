@@ -326,7 +326,9 @@ def test_num_iterations_steps_the_lr_schedule_with_every_optimizer_step(cache_di
 def test_batch_with_nothing_to_learn_takes_no_step(case, cache_dir, demo, tmp_path, monkeypatch):
     """One process, a first batch with nothing to learn: every clip skipped, or (hard=false) every group
     hard and dropped. No optimizer step, no LR step (the schedule moved on dropped batches before, out
-    of step with global_step), no history row for a skipped batch; the next batch is step 0."""
+    of step with global_step), no history row for a skipped batch; the idle batch still counts as step 0
+    (so a run whose every prompt stays hard ends), the next batch is step 1, and max_steps=2 ends the run
+    after the two batches with one optimizer step."""
     scripted = scripted_sampler([])
     calls = {"sample": 0, "step": 0}
 
@@ -356,13 +358,45 @@ def test_batch_with_nothing_to_learn_takes_no_step(case, cache_dir, demo, tmp_pa
 
     module = Module(load_policy(mcfg), gcfg(max_steps=2, log_completions_every=0), dataset="demo", hint=True,
                     hard=case != "dropped", out_dir=tmp_path)
-    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         limit_val_batches=0, accelerator="cpu")
     trainer.fit(module, train_dataloaders=demo.train_dataloader())
-    assert calls["step"] == 2 and trainer.global_step == 1
+    assert calls["step"] == 2 and trainer.global_step == 1 and module.idle_steps == 1
     assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 1
     if case == "skipped":
-        assert [h["step"] for h in module.history] == [0]
+        assert [h["step"] for h in module.history] == [1]
     else:
         assert [h["skipped_step"] for h in module.history] == [1.0, 0.0]
-        assert [h["step"] for h in module.history] == [0, 0]
+        assert [h["step"] for h in module.history] == [0, 1]
+
+
+def test_a_run_whose_every_prompt_stays_hard_ends_at_max_steps(cache_dir, demo, tmp_path, monkeypatch):
+    """hard=false and every rollout's polarity always wrong: no batch has anything to learn, so no optimizer
+    step is ever taken; the run still ends after max_steps batches (it looped forever on global_step)."""
+    scripted = scripted_sampler([])
+
+    def always_wrong(model, thinker, tokenizer, batch, media, rows, **kw):
+        out = scripted(model, thinker, tokenizer, batch, media, torch.zeros_like(rows), **kw)
+        out.prompt_rows = rows.repeat_interleave(kw["group_size"])
+        return out
+
+    monkeypatch.setattr(grpo_mod, "sample", always_wrong)
+    torch.manual_seed(0)
+    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), dtype="float32", use_audio_in_video=True,
+                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
+    calls = {"step": 0}
+
+    class Module(grpo_mod.GRPOModule):
+        def training_step(self, batch, batch_idx):
+            calls["step"] += 1  # both prompts get prompt 0's label: the scripted answers are wrong for both
+            batch = dict(batch, label=torch.stack([batch["label"][0]] * len(batch["label"])))
+            return super().training_step(batch, batch_idx)
+
+    module = Module(load_policy(mcfg), gcfg(max_steps=3, log_completions_every=0), dataset="demo", hint=True,
+                    hard=False, out_dir=tmp_path)
+    trainer = L.Trainer(max_steps=3, max_epochs=-1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=0, accelerator="cpu")
+    trainer.fit(module, train_dataloaders=demo.train_dataloader())
+    assert calls["step"] == 3 and trainer.global_step == 0 and module.idle_steps == 3
+    assert [h["step"] for h in module.history] == [0, 1, 2]
+    assert [h["skipped_step"] for h in module.history] == [1.0, 1.0, 1.0]

@@ -89,13 +89,17 @@ class GRPOModule(PolicyModule):
         if gcfg.beta > 0 and not policy.lora:
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.history: list[dict] = []  # per-step scalars (reward curve, hint rate) for metrics.json
+        # Steps in which no rank had anything to learn (every group dropped with hard=false, or every batch
+        # skipped), in optimizer-step units: they take no optimizer step, so global_step alone would never
+        # reach max_steps when every prompt stays hard (the run looped forever); they count towards it here.
+        self.idle_steps = 0
 
     # ---------------------------------------------------------------- one step
     def training_step(self, batch, batch_idx):
         if not batch["ids"]:  # every clip of the batch was skipped (data.on_error=skip)
             return self._empty_step()
         g, G = self.g, self.g.num_generations
-        step = self.global_step  # the optimizer step this batch becomes (logged and in file names)
+        step = self.step_index  # the step this batch becomes (logged and in file names)
         B = batch["input_ids"].shape[0]
         labels = [float(x) for x in batch["label"]]
         rows = torch.arange(B, device=self.device)
@@ -131,7 +135,7 @@ class GRPOModule(PolicyModule):
         """A rank whose whole batch was skipped still joins every collective of the step (DDP would hang)."""
         self._batch_std(torch.zeros(0))
         stats = self._optimise(None, None, None, None, torch.zeros(0, dtype=torch.bool))
-        self._log_over_ranks(self.global_step, {"skipped_step": stats["skipped"]}, n=0,
+        self._log_over_ranks(self.step_index, {"skipped_step": stats["skipped"]}, n=0,
                              moments=torch.zeros(1 + len(REWARD_FUNCS), 3, dtype=torch.float64))
         return None
 
@@ -228,13 +232,30 @@ class GRPOModule(PolicyModule):
     def _nothing_to_learn(self, opt, stepped: bool) -> dict:
         """This rank has no rollout in the loss. A zero loss touching every trainable parameter keeps it
         in DDP's gradient all-reduce; it steps (with the other ranks' averaged gradients) iff some rank had
-        rows, so every rank takes the same optimizer and LR steps. One process: no step at all."""
+        rows, so every rank takes the same optimizer and LR steps. One process: no step at all.
+
+        A step that no rank learns from takes no optimizer or LR step but still counts as a step
+        (``idle_steps``): the run ends after max_steps steps whatever they held. The LR schedule then
+        stops short of its end by the idle steps; ``train/skipped_step`` says how many there were."""
         for _ in range(self.g.num_iterations if stepped else 1):
             opt.zero_grad()
             self.manual_backward(sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0)
             if stepped:
                 self._step(opt)
+        if not stepped:  # the same on every rank (rows_all is global)
+            self.idle_steps += self.g.num_iterations
         return dict(loss=0.0, kl=0.0, entropy=0.0, clip_low=0.0, clip_high=0.0, clip_region=0.0, skipped=1.0, rows=0)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        # Lightning stops on global_step alone, which idle steps never advance
+        max_steps = self.trainer.max_steps
+        if max_steps is not None and 0 <= max_steps <= self.step_index:
+            self.trainer.should_stop = True
+
+    @property
+    def step_index(self) -> int:
+        """The step this batch is: optimizer steps taken plus steps no rank learned from."""
+        return self.global_step + self.idle_steps
 
     # ---------------------------------------------------------------- logging
     def _log_step(self, step, batch, s, adv, is_hard, reward_before, stats):
@@ -315,10 +336,12 @@ class GRPOModule(PolicyModule):
     def on_save_checkpoint(self, checkpoint):
         super().on_save_checkpoint(checkpoint)  # RNG states: a resumed run samples the same rollouts
         checkpoint["msa_grpo_history"] = list(self.history)  # the reward curve of the steps before
+        checkpoint["msa_grpo_idle_steps"] = self.idle_steps
 
     def on_load_checkpoint(self, checkpoint):
         super().on_load_checkpoint(checkpoint)
         self.history = list(checkpoint.get("msa_grpo_history", []))
+        self.idle_steps = int(checkpoint.get("msa_grpo_idle_steps", 0))
 
 
 def _thinker(model):
@@ -361,7 +384,8 @@ def run(ctx) -> dict:
                      "own_reward_first_fifth": own_first, "own_reward_last_fifth": own_last,
                      "hint_rate": float(hist["hint/rate"].mean()) if len(hist) else float("nan"),
                      "hard_frac": float(hist["hard/frac"].mean()) if len(hist) else float("nan"),
-                     "steps": int(trainer.global_step)}
+                     "steps": int(trainer.global_step),
+                     "idle_steps": int(module.idle_steps)}
     ctx.record("grpo_train", train_summary)
     results = test_policy(ctx, "grpo", export, answer="dc")
     ctx.record("grpo", results)
