@@ -20,8 +20,7 @@ import msa.stages.grpo as grpo_mod
 from msa.data.datamodule import DemoDataModule
 from msa.dc import polarity_of
 from msa.models import load_policy, trainable_parameters
-from msa.rl.rollout import completion_mask
-from msa.rl.types import Rollout
+from scripted_rollouts import rollout_from_texts
 
 
 def main(case: str, out: str, cache: str) -> None:
@@ -43,7 +42,6 @@ def main(case: str, out: str, cache: str) -> None:
 
     def fake_sample(model, thinker, tokenizer, batch, media, rows, *, group_size, prefills=None, **kw):
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
         texts, pre_lens = [], []
         for j, r in enumerate(rows.tolist()):
             true = polarity_of(float(batch["label"][r]), "demo")
@@ -56,15 +54,7 @@ def main(case: str, out: str, cache: str) -> None:
                 pol = wrong if rank == 0 else true
                 texts.append(f"<polarity>{pol}</polarity><think>t{g}</think><score>{0.2 * (g + 1):.1f}</score>")
                 pre_lens.append(0)
-        ids = [tokenizer(t, add_special_tokens=False)["input_ids"] + [eos] for t in texts]
-        width = max(len(i) for i in ids)
-        comp = torch.full((len(ids), width), tokenizer.pad_token_id)
-        pmask = torch.zeros_like(comp)
-        for i, row in enumerate(ids):
-            comp[i, : len(row)] = torch.tensor(row)
-            pmask[i, : pre_lens[i]] = 1
-        cmask, clipped = completion_mask(comp, eos)
-        return Rollout(group_size, rows.repeat_interleave(group_size), comp, cmask, pmask, clipped, texts)
+        return rollout_from_texts(tokenizer, texts, pre_lens, rows, group_size)
 
     grpo_mod.sample = fake_sample
 

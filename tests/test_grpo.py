@@ -21,8 +21,7 @@ import msa.stages.grpo as grpo_mod
 from msa.data.datamodule import DemoDataModule
 from msa.dc import polarity_of
 from msa.models import load_policy
-from msa.rl.rollout import completion_mask
-from msa.rl.types import Rollout
+from scripted_rollouts import rollout_from_texts
 
 G = 4
 
@@ -42,7 +41,6 @@ def scripted_sampler(calls: list):
     """Stands in for msa.rl.rollout.sample: deterministic answers that depend on the prompt and hint."""
 
     def fake(model, thinker, tokenizer, batch, media, rows, *, group_size, prefills=None, **kw):
-        eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
         calls.append({"rows": rows.tolist(), "prefills": prefills})
         texts, pre_lens = [], []
         for j, r in enumerate(rows.tolist()):
@@ -59,15 +57,7 @@ def scripted_sampler(calls: list):
                 else:  # right polarity, scores spread
                     texts.append(f"<polarity>{true}</polarity><think>ok</think><score>{0.2 * (g + 1):.1f}</score>")
                     pre_lens.append(0)
-        ids = [tokenizer(t, add_special_tokens=False)["input_ids"] + [eos] for t in texts]
-        width = max(len(i) for i in ids)
-        comp = torch.full((len(ids), width), tokenizer.pad_token_id)
-        pmask = torch.zeros_like(comp)
-        for i, row in enumerate(ids):
-            comp[i, : len(row)] = torch.tensor(row)
-            pmask[i, : pre_lens[i]] = 1
-        cmask, clipped = completion_mask(comp, eos)
-        return Rollout(group_size, rows.repeat_interleave(group_size), comp, cmask, pmask, clipped, texts)
+        return rollout_from_texts(tokenizer, texts, pre_lens, rows, group_size)
 
     return fake
 

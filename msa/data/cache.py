@@ -305,8 +305,7 @@ class MediaCache:
         return entry
 
     def _compute_video(self, path: Path) -> dict:
-        info = media.probe_video(path)
-        frames = media.decode_video(path, self.fps, self.min_frames, self.max_frames)  # [T, H, W, 3]
+        frames, info = media.sample_video(path, self.fps, self.min_frames, self.max_frames)  # [T, H, W, 3]
         frames = media.resize_frames(frames, *self.frame_size(frames.shape[1], frames.shape[2], frames.shape[0]))
         fps = media.sampled_fps(info.total_frames, info.fps, frames.shape[0])
         kwargs = dict(self._merged, videos_kwargs=dict(self._merged["videos_kwargs"], fps=fps))

@@ -216,6 +216,13 @@ def decode_video(path: str | os.PathLike, fps: float = 2.0, min_frames: int = 4,
 
     Only the sampled frames are kept, so a long high-resolution clip does not fill the memory.
     """
+    return sample_video(path, fps, min_frames, max_frames)[0]
+
+
+def sample_video(path: str | os.PathLike, fps: float = 2.0, min_frames: int = 4,
+                 max_frames: int = 768) -> tuple[np.ndarray, VideoInfo]:
+    """:func:`decode_video`'s frames and the stream's :class:`VideoInfo`, from one opening of the file
+    (the cache needs both; probing separately would read the header, or count packets, twice)."""
     path = Path(path)
     with _open(path) as container:
         if not container.streams.video:
@@ -253,7 +260,7 @@ def decode_video(path: str | os.PathLike, fps: float = 2.0, min_frames: int = 4,
             raise MediaError("no decodable video frames (zero-length clip)", path=path, kind="empty")
         for i in missing:
             picked[i] = fill
-    return np.stack([picked[i] for i in wanted.tolist()])  # [T, H, W, 3]
+    return np.stack([picked[i] for i in wanted.tolist()]), info  # [T, H, W, 3]
 
 
 def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -319,5 +326,5 @@ def decode_audio(path: str | os.PathLike, sample_rate: int = 16000, max_seconds:
 
 __all__ = [
     "KINDS", "MediaError", "NoAudioError", "VideoInfo", "decode_audio", "decode_video", "frame_indices",
-    "frame_size", "num_frames", "probe_video", "resample", "resize_frames", "sampled_fps",
+    "frame_size", "num_frames", "probe_video", "resample", "resize_frames", "sample_video", "sampled_fps",
 ]
