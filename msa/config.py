@@ -89,7 +89,7 @@ def validate(cfg: DictConfig) -> None:
         _check(s in STAGES, "stage.run", f"unknown stage {s!r}; known: {', '.join(STAGES)}")
 
     from msa.data.datamodule import is_generated  # the synthetic sets need no root: drawn on first use
-    from msa.datasets import DATASETS
+    from msa.data.specs import DATASETS
 
     _check(cfg.data.name in DATASETS, "data.name", f"unknown dataset {cfg.data.name!r}; known: {', '.join(DATASETS)}")
     _one_of(cfg, "data.on_error", ("raise", "skip"))

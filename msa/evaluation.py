@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Iterable
 
-from msa.datasets import get_spec, rescale
+from msa.data.specs import get_spec, rescale
 from msa.dc import parse_completion
 from msa.metrics import sentiment_metrics
 from msa.rl.rewards import total_reward

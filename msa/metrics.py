@@ -39,7 +39,7 @@ from sklearn.metrics import f1_score, r2_score
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from msa.datasets import get_spec
+from msa.data.specs import get_spec
 
 MOSI_KEYS = ("acc7", "acc5", "acc3", "acc2_has0", "f1_weighted_has0", "f1_macro_has0", "acc2_non0",
              "f1_weighted_non0", "f1_macro_non0", "mae", "corr")

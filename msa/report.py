@@ -38,7 +38,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from msa.datasets import get_spec
+from msa.data.specs import get_spec
 
 # ----------------------------------------------------------------------------------------------
 # What the tables show

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from msa.cot_filters import judge_prompt
-from msa.datasets import get_spec
+from msa.data.specs import get_spec
 from msa.dc import build_conversation, format_answer, polarity_of
 from msa.dc.parser import contains_tag
 

@@ -173,7 +173,7 @@ def test_format_answer_and_hint():
        dataset=st.sampled_from(["sims", "simsv2", "mosi", "mosei", "demo", "demo_mosi"]),
        unit=st.floats(min_value=-1.0, max_value=1.0, allow_nan=False))
 def test_format_answer_round_trip(polarity, reasoning, dataset, unit):
-    from msa.datasets import get_spec
+    from msa.data.specs import get_spec
     score = unit * get_spec(dataset).score_max
     p = parse_completion(format_answer(polarity, reasoning, score, dataset), dataset)
     assert p.well_formed, p.error

@@ -181,7 +181,7 @@ def test_non0_subset_empty_gives_nan():
 def _grid(dataset):
     """Every value a score of ``dataset`` can be written as (its DC precision) plus its bin edges, as
     the floats parsing the decimal text gives."""
-    from msa.datasets import get_spec
+    from msa.data.specs import get_spec
 
     spec = get_spec(dataset)
     step = Fraction(1, 10 ** spec.precision)
@@ -213,7 +213,7 @@ def _float_classes(y: float, family: str) -> tuple:
 
 
 def test_rescale_issue_example_lands_in_weak_negative():
-    from msa.datasets import rescale
+    from msa.data.specs import rescale
 
     y = rescale(-0.3, "mosi", "sims")
     assert y == -0.1  # was -0.09999999999999998: neutral in MMSA's bins
@@ -224,7 +224,7 @@ def test_rescale_issue_example_lands_in_weak_negative():
 @pytest.mark.parametrize("source, target", [(a, b) for a in ("sims", "simsv2", "mosi", "mosei", "demo", "demo_mosi")
                                             for b in ("sims", "mosi")])
 def test_rescale_is_exact_on_every_grid_value(source, target):
-    from msa.datasets import get_spec, rescale
+    from msa.data.specs import get_spec, rescale
 
     s, t = get_spec(source), get_spec(target)
     for x in _grid(source):

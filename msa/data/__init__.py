@@ -1,6 +1,7 @@
 """The data layer: MMSA label files, PyAV decoding, the processed-media cache, Dataset, collate and
 one LightningDataModule per dataset.
 
+    specs.py       the facts about each dataset (score range, metric family, polarity band): get_spec
     labels.py      read_labels(root, dataset) -> DataFrame (ids, text, float64 labels, split, path)
     media.py       decode_video / decode_audio with PyAV; MediaError, NoAudioError
     cache.py       MediaCache: processor outputs per clip on disk, keyed by content + settings

@@ -32,7 +32,7 @@ from msa.data.collate import MultimodalCollator
 from msa.data.dataset import ON_ERROR, MSADataset, normalise_modalities
 from msa.data.labels import read_labels, split as split_rows
 from msa.data.sampling import resumable_loader
-from msa.datasets import get_spec
+from msa.data.specs import get_spec
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class SkipReport:
 
 
 class MSADataModule(L.LightningDataModule):
-    """The data of one dataset (``name`` in :mod:`msa.datasets`) in the MMSA layout at ``root``.
+    """The data of one dataset (``name`` in :mod:`msa.data.specs`) in the MMSA layout at ``root``.
 
     ``modalities``: dict of switches (``text, audio, video``) or a list of names. ``limit`` caps each
     split (first rows) for smoke runs. ``cache_dir``: the processed-media cache (None: ``$MSA_CACHE/media``;

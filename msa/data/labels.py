@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from msa.datasets import get_spec
+from msa.data.specs import get_spec
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The Discrimination-Calibration (DC) answer format: prompt, strict parser, polarity mapping.
 
 Pure functions; the facts about each dataset (range, neutral band, precision) come from
-:mod:`msa.datasets`.
+:mod:`msa.data.specs`.
 """
 
 from msa.dc.parser import HINT_FOLLOWS, Parsed, format_answer, format_score, hint_prefill, parse_completion

@@ -28,7 +28,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from msa.datasets import get_spec
+from msa.data.specs import get_spec
 from msa.dc.polarity import POLARITIES, polarity_of
 
 TAGS = ("polarity", "think", "score")

@@ -1,6 +1,6 @@
 """The 3-way polarity of a sentiment score, from the dataset's neutral band.
 
-The band lives in :mod:`msa.datasets` (one place for the facts), and this module only applies it:
+The band lives in :mod:`msa.data.specs` (one place for the facts), and this module only applies it:
 
 * ``"right"`` closed, ``(low, high]``: MMSA's CH-SIMS 3-class bins, so on SIMS ``-0.1`` is negative
   and ``0.1`` is neutral;
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from msa.datasets import get_spec
+from msa.data.specs import get_spec
 
 POLARITIES: tuple[str, str, str] = ("negative", "neutral", "positive")
 

@@ -8,7 +8,7 @@ a separate audio item would feed the speech twice. Video without audio is a vide
 code then must not interleave the audio track); audio without video is an audio item.
 
 The user turn states the score range of ``range_dataset or dataset``: cross-dataset evaluation asks in
-the range the model was trained on and rescales afterwards (:func:`msa.datasets.rescale`). It also
+the range the model was trained on and rescales afterwards (:func:`msa.data.specs.rescale`). It also
 states the closed polarity set with the neutral band, so the tag and the score can agree, and asks for
 cues only from the modalities that are on. The prompt is English whatever the transcript language.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from msa.datasets import get_spec
+from msa.data.specs import get_spec
 from msa.dc.parser import format_score
 from msa.dc.polarity import POLARITIES
 

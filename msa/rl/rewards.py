@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from msa.dc import Parsed, parse_completion, polarity_of
-from msa.datasets import get_spec
+from msa.data.specs import get_spec
 
 _FORMAT_ONLY_DATASET = "sims"  # the form does not depend on the range; any dataset parses it the same
 

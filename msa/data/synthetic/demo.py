@@ -35,12 +35,12 @@ from msa.data.synthetic.grid import (CLIPS_PER_VIDEO, COLUMNS, MODES, STEP, chec
                                      split_counts)
 from msa.data.synthetic.render import (Face, Voice, draw_speaker, draw_take, render_audio,
                                        render_frames)
-from msa.datasets import get_spec
+from msa.data.specs import get_spec
 from msa.dc.polarity import polarity_of
 
 VERSION = 1  # bump when the drawn content changes, so ensure() regenerates old sets
 WEIGHTS = (0.4, 0.3, 0.3)  # text, audio, visual; text leads as in MSA datasets, where it is the strongest modality
-FLAVOURS = {"sims": "demo", "mosi": "demo_mosi"}  # flavour -> dataset name in msa.datasets
+FLAVOURS = {"sims": "demo", "mosi": "demo_mosi"}  # flavour -> dataset name in msa.data.specs
 DEFAULT_SPLITS = (0.7, 0.15, 0.15)
 
 

@@ -38,11 +38,11 @@ import numpy as np
 from msa.data.synthetic.grid import COLUMNS as BASE_COLUMNS
 from msa.data.synthetic.grid import CLIPS_PER_VIDEO, MODES, check_label, clip_ids, interleave, snap, split_counts
 from msa.data.synthetic.render import Face, Speaker, Take, Voice, render_audio, render_frames
-from msa.datasets import get_spec
+from msa.data.specs import get_spec
 from msa.dc.polarity import polarity_of
 
 VERSION = 1  # bump when the drawn content changes, so ensure() regenerates old sets
-FLAVOURS = {"sims": "hard", "mosi": "hard_mosi"}  # flavour -> dataset name in msa.datasets
+FLAVOURS = {"sims": "hard", "mosi": "hard_mosi"}  # flavour -> dataset name in msa.data.specs
 COLUMNS = (*BASE_COLUMNS, "conflict")
 DEFAULT_SPLITS = (0.3, 0.1, 0.6)  # a large test split, so the conflict subset can be read (see README)
 CLASS_SHARES = (0.4, 0.2, 0.4)  # planned negative / neutral / positive

@@ -29,7 +29,7 @@ import numpy as np
 
 from msa.data.synthetic import demo, hard, render
 from msa.data.synthetic.grid import check_splits
-from msa.datasets import get_spec
+from msa.data.specs import get_spec
 
 log = logging.getLogger(__name__)
 
