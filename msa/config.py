@@ -130,6 +130,7 @@ def validate(cfg: DictConfig) -> None:
         _one_of(cfg, "grpo.loss_type", ("grpo", "dapo", "dr_grpo"))
         _one_of(cfg, "grpo.scale_rewards", ("group", "batch", "none"))
         _one_of(cfg, "grpo.hard_rule", ("all_wrong", "reward_below"))
+        _one_of(cfg, "grpo.hint_mode", ("replace", "anchored"))
         _one_of(cfg, "grpo.score_form", ("linear", "gaussian"))
         if g.hard_rule == "reward_below":
             _check(g.hard_threshold is not None, "grpo.hard_threshold", "required with grpo.hard_rule=reward_below")

@@ -108,7 +108,9 @@ def plan_rows(cfg: DictConfig) -> list[tuple[str, str]]:
                          f"the model answers in {answer_range(cfg, policy)}'s range"))
     if cfg.data.get("limit"):
         rows.append(("limit", f"first {cfg.data.limit} clips of each split"))
-    rows.append(("flags", f"hint={str(cfg.hint).lower()} hard={str(cfg.hard).lower()} seed={cfg.seed}"))
+    mode = cfg.grpo.get("hint_mode", "replace")
+    rows.append(("flags", f"hint={str(cfg.hint).lower()}" + (f" hint_mode={mode}" if mode != "replace" else "")
+                 + f" hard={str(cfg.hard).lower()} seed={cfg.seed}"))
     rows.append(("output", str(cfg.paths.output_dir)))
     return rows
 

@@ -100,7 +100,8 @@ def run_setting(cfg: DictConfig, stage: str) -> dict:
     return {"study": cfg.logger.get("group") or cfg.experiment_name, "experiment": cfg.experiment_name,
             "stage": stage, "dataset": cfg.data.name,
             "eval_datasets": ",".join(cfg.eval.get("datasets") or [cfg.data.name]), "model": model,
-            "answer": answer, "hint": bool(cfg.hint), "hard": bool(cfg.hard), "seed": int(cfg.seed),
+            "answer": answer, "hint": bool(cfg.hint), "hint_mode": str(cfg.grpo.get("hint_mode", "replace")),
+            "hard": bool(cfg.hard), "seed": int(cfg.seed),
             "init_from": str(cfg.init_from or "")}
 
 

@@ -110,3 +110,23 @@ def test_dapo_num_items_gives_a_global_token_mean_after_ddp_averaging():
     local = [grpo_loss(logp[s], logp[s].detach() - 0.1, None, adv[s], mask[s], beta=0.0, loss_type="dapo")[0]
              for s in (slice(0, 1), slice(1, 3))]
     assert not torch.allclose((local[0] + local[1]) / 2, whole)  # per-rank token means do not
+
+
+def test_anchored_advantages_use_the_replaced_groups_mean_and_both_groups_std():
+    from msa.rl.advantages import anchored_advantages
+
+    hinted, replaced = torch.tensor([2.0, 3.0, 2.0, 3.0]), torch.tensor([0.0, 0.0, 1.0, 1.0])
+    # baseline = mean(replaced) = 0.5: centered 1.5, 2.5, 1.5, 2.5
+    assert anchored_advantages(hinted, replaced, 4, scale="none").tolist() == [1.5, 2.5, 1.5, 2.5]
+    # std of [0, 0, 1, 1, 2, 3, 2, 3]: mean 1.5, squared deviations sum to 10, / 7 -> sqrt(10/7) = 1.195229
+    got = anchored_advantages(hinted, replaced, 4, scale="group")
+    assert torch.allclose(got, torch.tensor([1.5, 2.5, 1.5, 2.5]) / (1.1952286 + 1e-4), atol=1e-6)
+    assert anchored_advantages(hinted, replaced, 4, scale="batch", batch_std=2.0).tolist() == \
+        pytest.approx([1.5 / 2.0001, 2.5 / 2.0001, 1.5 / 2.0001, 2.5 / 2.0001])
+    # the same scores in both groups: nothing better than the policy's own, exactly 0
+    assert anchored_advantages(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0]), 2).tolist() == [0.0, 0.0]
+    # two groups, each against its own replaced group: [1, 1] vs [0, 0] -> +1 each; [0, 2] vs [2, 2] -> -2, 0
+    two = anchored_advantages(torch.tensor([1.0, 1.0, 0.0, 2.0]), torch.tensor([0.0, 0.0, 2.0, 2.0]), 2, scale="none")
+    assert two.tolist() == [1.0, 1.0, -2.0, 0.0]
+    with pytest.raises(ValueError, match="shape"):
+        anchored_advantages(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0, 3.0, 4.0]), 2)

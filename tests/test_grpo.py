@@ -159,6 +159,53 @@ def test_prefill_tokens_get_zero_gradient(cache_dir, demo, monkeypatch):
     assert torch.all(logp.grad[loss_mask.bool()] != 0)
 
 
+def test_anchored_hint_scores_the_hinted_group_against_the_group_it_replaces(cache_dir, demo, tmp_path, monkeypatch):
+    """hint_mode=anchored: prompt 0's own group scored 1.0 each (format only); its hinted rollouts
+    (format 1 + polarity 1 + score) are centred on that 1.0, scaled by the std of all 8 rewards, so every
+    one of them is pushed up, and the prefill tokens are in the loss (the polarity itself is learned)."""
+    module, policy, before, calls, table = run_step(cache_dir, demo, tmp_path, monkeypatch, hint=True,
+                                                    hint_mode="anchored")
+    g0 = table[table.prompt_id == table.prompt_id.iloc[0]]
+    assert g0.hinted.all()
+    r = g0.reward.to_numpy()
+    assert (r > 2.0).all()  # format 1 + polarity 1 + a score reward > 0
+    both = torch.tensor([1.0] * G + r.tolist())
+    expected = (torch.tensor(r) - 1.0) / (both.std() + 1e-4)
+    assert torch.allclose(torch.tensor(g0.advantage.to_numpy()), expected.double(), atol=1e-5)
+    assert (g0.advantage > 0).all()
+    # prompt 1 (not hard) is scored within its own group as before: advantages sum to 0
+    g1 = table[table.prompt_id != table.prompt_id.iloc[0]]
+    assert abs(g1.advantage.sum()) < 1e-5
+    # the paper's reading on the same step: the hinted group is its own baseline
+    _, _, _, _, paper = run_step(cache_dir, demo, tmp_path / "paper", monkeypatch, hint=True)
+    p0 = paper[paper.prompt_id == paper.prompt_id.iloc[0]]
+    assert abs(p0.advantage.sum()) < 1e-5 and (p0.advantage < 0).any()
+
+
+def test_prefill_tokens_join_the_loss_in_anchored_mode(demo):
+    """Rollout.loss_mask: the sampled tokens (paper reading) or the prefill too (hint_mode=anchored)."""
+    fake = scripted_sampler([])
+    tok = demo.processor.tokenizer
+    batch = next(iter(demo.train_dataloader()))
+    s = fake(None, None, tok, batch, None, torch.tensor([0]), group_size=G, prefills=["<polarity>negative</polarity>"])
+    assert s.prefill_mask.sum() > 0
+    assert torch.all(s.loss_mask[s.prefill_mask.bool()] == 0)
+    sampled = s.loss_mask.sum()
+    s.prefill_in_loss = True
+    assert torch.all(s.loss_mask[s.prefill_mask.bool()] == 1)
+    assert s.loss_mask.sum() == sampled + s.prefill_mask.sum()
+    assert torch.equal(s.lengths, (s.completion_mask * (1 - s.prefill_mask)).float().sum(1))  # sampled only
+    assert s.select(torch.arange(G)).prefill_in_loss  # the flag survives selection
+
+
+def test_unknown_hint_mode_is_refused(cache_dir):
+    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), use_audio_in_video=True,
+                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
+    with pytest.raises(ValueError, match="grpo.hint_mode"):
+        grpo_mod.GRPOModule(load_policy(mcfg), gcfg(hint_mode="always"), dataset="demo", hint=True, hard=True,
+                            out_dir="unused")
+
+
 def test_num_generations_below_two_is_refused(cache_dir):
     mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), use_audio_in_video=True,
                                  lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))

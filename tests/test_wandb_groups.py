@@ -83,7 +83,8 @@ def test_setting_names_the_flags_a_study_varies(make_cfg):
     assert cfg.logger.group == "paper"
     assert run_setting(cfg, "sft") == {
         "study": "paper", "experiment": "demo", "stage": "sft", "dataset": "demo", "eval_datasets": "demo,demo_mosi",
-        "model": "tiny_demo:Qwen2.5-Omni-7B", "answer": "score", "hint": True, "hard": True, "seed": 2,
+        "model": "tiny_demo:Qwen2.5-Omni-7B", "answer": "score", "hint": True, "hint_mode": "replace", "hard": True,
+        "seed": 2,
         "init_from": ""}
     assert run_setting(cfg, "grpo")["answer"] == "dc"  # GRPO always writes DC answers
     assert run_setting(make_cfg("logger=wandb"), "cot")["study"] == "demo"  # default group: the preset
@@ -110,7 +111,8 @@ def test_two_runs_of_a_study_share_its_group_and_carry_their_setting(make_cfg, t
         assert r["name"] == f"{stage}-hint_{str(hint).lower()}-hard_true-s{seed}"
         assert r["config"]["setting"] == {
             "study": "study-x", "experiment": "demo", "stage": stage, "dataset": "demo", "eval_datasets": "demo",
-            "model": "tiny", "answer": "dc", "hint": hint, "hard": True, "seed": seed, "init_from": ""}
+            "model": "tiny", "answer": "dc", "hint": hint, "hint_mode": "replace", "hard": True, "seed": seed,
+            "init_from": ""}
         assert r["config"]["hint"] is hint and r["config"]["seed"] == seed  # the full config too
         # the test pass is in the run's summary, as in metrics.json
         saved = json.loads((tmp_path / stage / "metrics.json").read_text())

@@ -65,6 +65,38 @@ def group_advantages(
     return centered.reshape(-1)  # [N]
 
 
+def anchored_advantages(
+    hinted: Tensor, replaced: Tensor, group_size: int, scale: str = "group", eps: float = 1e-4,
+    batch_std: float | None = None,
+) -> Tensor:
+    """Advantages ``[M]`` of hinted groups scored against the groups they replace (``grpo.hint_mode=anchored``).
+
+    ``hinted[g*G:(g+1)*G]`` regenerated the prompt whose own rollouts scored ``replaced[g*G:(g+1)*G]``.
+    The baseline is the replaced group's mean, so a hinted answer that earns the polarity reward its
+    group could not is pushed up (in the paper's reading the hinted group is its own baseline and the
+    polarity reward, constant within it, cancels). The scale is the std of the 2G rewards together
+    ("group": the replaced group alone is often constant, e.g. every answer malformed), the batch's
+    (``batch_std``) or none. Both groups constant and equal: exactly 0, as in :func:`group_advantages`.
+
+    >>> anchored_advantages(torch.tensor([2.0, 3.0]), torch.tensor([0.0, 1.0]), group_size=2, scale="none")
+    tensor([1.5000, 2.5000])
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if hinted.shape != replaced.shape:
+        raise ValueError(f"hinted {tuple(hinted.shape)} and replaced {tuple(replaced.shape)} rewards differ in shape")
+    h, r = _grouped(hinted, group_size), _grouped(replaced, group_size)  # [M//G, G] each
+    both = torch.cat([r, h], dim=1)  # [M//G, 2G]
+    centered = h - r.mean(dim=1, keepdim=True)
+    constant = (both == both[:, :1]).all(dim=1, keepdim=True)
+    centered = torch.where(constant, torch.zeros_like(centered), centered)
+    if scale == "group":
+        centered = centered / (both.std(dim=1, keepdim=True) + eps)
+    elif scale == "batch":
+        centered = centered / ((both.std() if batch_std is None else batch_std) + eps)
+    return centered.reshape(-1)
+
+
 def group_std(rewards: Tensor, group_size: int) -> Tensor:
     """Unbiased std of each group's rewards, ``[N//G]``.
 

@@ -26,6 +26,8 @@ class Rollout:
     per_fn: dict[str, list[float]] = field(default_factory=dict)  # reward function -> N values
     right: Tensor | None = None  # [N] bool, polarity right (a format failure counts as wrong)
     hinted: Tensor | None = None  # [N] bool, regenerated with the polarity hint
+    # grpo.hint_mode=anchored: the prefill tokens join the loss and the KL, so the hinted polarity is reinforced
+    prefill_in_loss: bool = False
 
     def __post_init__(self):
         if self.hinted is None:
@@ -33,13 +35,16 @@ class Rollout:
 
     @property
     def loss_mask(self) -> Tensor:
-        """[N, C] float: the sampled tokens, those the policy loss and the KL see (prefill and padding 0)."""
+        """[N, C] float: the tokens the policy loss and the KL see: the sampled ones (prefill and padding 0),
+        or every completion token, prefill included, with ``prefill_in_loss``."""
+        if self.prefill_in_loss:
+            return self.completion_mask.float()
         return (self.completion_mask * (1 - self.prefill_mask)).float()
 
     @property
     def lengths(self) -> Tensor:
         """[N] float: sampled tokens per rollout (prefill excluded)."""
-        return self.loss_mask.sum(1)
+        return (self.completion_mask * (1 - self.prefill_mask)).float().sum(1)
 
     def set_rewards(self, rewards: Tensor, per_fn: dict[str, list[float]], right: Tensor) -> None:
         """Attach the rewards of :attr:`texts` (summed ``rewards`` [N], per function, polarity right [N])."""
@@ -53,7 +58,8 @@ class Rollout:
         keep = idx.tolist()
         return Rollout(self.group_size, pick(self.prompt_rows), pick(self.completion_ids), pick(self.completion_mask),
                        pick(self.prefill_mask), pick(self.clipped), [self.texts[i] for i in keep], pick(self.rewards),
-                       {k: [v[i] for i in keep] for k, v in self.per_fn.items()}, pick(self.right), pick(self.hinted))
+                       {k: [v[i] for i in keep] for k, v in self.per_fn.items()}, pick(self.right), pick(self.hinted),
+                       self.prefill_in_loss)
 
     def replace_groups(self, hinted: "Rollout", pad_id: int) -> "Rollout":
         """This rollout with the groups of ``hinted``'s prompts replaced by ``hinted``'s rows (flagged as
@@ -72,7 +78,7 @@ class Rollout:
         out = Rollout(G, self.prompt_rows.clone(), widen(self.completion_ids, pad_id),
                       widen(self.completion_mask, 0), widen(self.prefill_mask, 0), self.clipped.clone(),
                       list(self.texts), self.rewards.clone(), {k: list(v) for k, v in self.per_fn.items()},
-                      self.right.clone(), self.hinted.clone())
+                      self.right.clone(), self.hinted.clone(), self.prefill_in_loss)
         out.completion_ids[idx] = widen(hinted.completion_ids, pad_id).to(idx.device)
         out.completion_mask[idx] = widen(hinted.completion_mask, 0).to(idx.device)
         out.prefill_mask[idx] = widen(hinted.prefill_mask, 0).to(idx.device)

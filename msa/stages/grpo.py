@@ -26,6 +26,19 @@ Where we depart from the paper or from TRL, and why:
    cut at a token boundary that occurs in the SFT answers (``</polarity`` + the model's own ``><``
    token): tokenized alone, ``</polarity>`` ends in a lone ``>`` the model has never continued, and
    no hinted rollout came out well formed (0 of 216 logged on the demo) until this was fixed.
+
+   What the hint can and cannot change (``grpo.hint_mode``). With 2-4 as above (``replace``, the
+   default and our reading of the paper), no gradient reaches the polarity decision of a hard prompt:
+   the polarity tokens are not in the loss, and the polarity reward is the same for the whole hinted
+   group, so it cancels in the advantages. Only the continuation after a given polarity learns (reason
+   towards it, score within its range); a hard prompt's own polarity can improve only indirectly,
+   through what the other prompts teach. ``hint_mode=anchored`` is the alternative: the hinted
+   rollouts are scored against the baseline of the group they replace (its mean; the std of both
+   groups together, :func:`msa.rl.advantages.anchored_advantages`) and the prefill tokens are in the
+   loss and the KL, so the true polarity itself is reinforced, in proportion to how much better the
+   hinted answers did than the policy's own. It is off-policy for the prefill tokens (the policy did
+   not sample them): the ratio starts at 1 and clipping bounds later passes, but the push is as large
+   as a sampled token's.
 5. Reference = the SFT policy: the SFT adapter is merged into the base weights at load time and a
    fresh LoRA is trained, so ``disable_adapter()`` is the reference with no second copy. With full
    fine-tuning the reference is a frozen deep copy (twice the weight memory: +16.6 GiB in bf16 for 7B).
@@ -60,7 +73,8 @@ from msa.dc import HINT_FOLLOWS, hint_prefill, polarity_of
 from msa.generation import suppressed_ids
 from msa.models import export_policy
 from msa.models.encode import encode_media
-from msa.rl.advantages import frac_zero_std, group_advantages, reward_moments, std_from_moments
+from msa.rl.advantages import (anchored_advantages, frac_zero_std, group_advantages, reward_moments,
+                                std_from_moments)
 from msa.rl.hard import find_hard, select_groups
 from msa.rl.losses import grpo_loss, token_entropy, token_logprobs
 from msa.rl.rewards import REWARD_FUNCS, total_reward
@@ -71,14 +85,20 @@ from msa.stages.base import PolicyModule
 log = logging.getLogger(__name__)
 
 
+HINT_MODES = ("replace", "anchored")  # see 4. in the module docstring
+
+
 class GRPOModule(PolicyModule):
     def __init__(self, policy, gcfg, *, dataset: str, hint: bool, hard: bool, out_dir: str | Path):
         super().__init__(policy)
         if gcfg.num_generations < 2:
             raise ValueError("grpo.num_generations: GRPO needs at least 2 generations per prompt")
+        if gcfg.get("hint_mode", "replace") not in HINT_MODES:
+            raise ValueError(f"grpo.hint_mode must be one of {HINT_MODES}, got {gcfg.hint_mode!r}")
         self.automatic_optimization = False
         self.g = gcfg
         self.dataset, self.hint, self.hard = dataset, hint, hard
+        self.hint_mode = gcfg.get("hint_mode", "replace")
         self.out_dir = Path(out_dir)
         trained_towers = any(p.requires_grad for n, p in self.model.named_parameters()
                              if ".visual." in n or ".audio_tower." in n)
@@ -120,11 +140,18 @@ class GRPOModule(PolicyModule):
             prefills = [hint_prefill(polarity_of(labels[i], self.dataset)) for i in hard_rows.tolist()]
             h = self._sample(batch, media, hard_rows, prompts, prefills=prefills)
             self._reward(h, labels)
+            own = s.rewards.cpu()
             s = s.replace_groups(h, pad_id=self.policy.tokenizer.pad_token_id)
+            s.prefill_in_loss = self.hint_mode == "anchored"
         del prompts
         # 5. advantages, normalised within each (possibly hinted) group
-        adv = group_advantages(s.rewards.cpu(), G, scale=g.scale_rewards,
-                               batch_std=self._batch_std(s.rewards.cpu())).to(self.device)  # [B*G]
+        batch_std = self._batch_std(s.rewards.cpu())
+        adv = group_advantages(s.rewards.cpu(), G, scale=g.scale_rewards, batch_std=batch_std)  # [B*G]
+        if regen.any() and self.hint_mode == "anchored":  # hinted groups against the groups they replace
+            hinted = s.hinted.cpu().nonzero().squeeze(1)
+            adv[hinted] = anchored_advantages(s.rewards.cpu()[hinted], own[hinted], G, scale=g.scale_rewards,
+                                              batch_std=batch_std)
+        adv = adv.to(self.device)
         keep = (~drop).repeat_interleave(G)  # hard=false: dropped groups leave the loss entirely
         # 6-9. loss -> backward -> clip -> step (num_iterations passes over this batch)
         stats = self._optimise(batch, media, s, adv, keep)
