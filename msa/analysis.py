@@ -96,7 +96,7 @@ def plot_reward_curves(runs: dict[str, str | Path | Sequence[str | Path]], out_p
 
 MODALITIES = ("text", "audio", "video")
 UNIMODAL_LABEL = {"text": "label_T", "audio": "label_A", "video": "label_V"}
-# Voice-quality words the stance lexicon of msa.cot_filters (built to read conclusions) lacks; read only
+# Voice-quality words the stance lexicon of msa.cot.filters (built to read conclusions) lacks; read only
 # when that lexicon finds no stance in a cue sentence. They cover the rule teacher's audio cues too.
 VOICE_WORDS = {"positive": ("bright", "energetic", "lively", "animated", "rises", "rising"),
                "negative": ("tense", "heavy", "strained", "downcast", "drags", "dragging", "falls", "falling",
@@ -110,7 +110,7 @@ def cue_sentences(reasoning: str | None, modalities: Sequence[str] = MODALITIES)
     >>> cue_sentences("The words are kind. The voice is tense. Text and face agree, so positive.")
     {'text': 'The words are kind.', 'audio': 'The voice is tense.', 'video': 'Text and face agree, so positive.'}
     """
-    from msa.cot_filters import missing_modalities, split_sentences
+    from msa.cot.filters import missing_modalities, split_sentences
 
     sentences = split_sentences(reasoning if isinstance(reasoning, str) else "")  # None/NaN: no chain
     mentions = [set(modalities) - set(missing_modalities(s, modalities)) for s in sentences]
@@ -130,7 +130,7 @@ def cue_polarity(sentence: str | None) -> str | None:
     ...                            "The wording is neutral.", "The score is 0.4.", None)]
     ['negative', 'negative', 'neutral', None, None]
     """
-    from msa.cot_filters import sentence_stance
+    from msa.cot.filters import sentence_stance
 
     if not sentence:
         return None
@@ -308,7 +308,7 @@ def plot_clip(row, out_png: str | Path | None = None, n_frames: int = 6, sample_
         lines = [(f"not well formed ({getattr(row, 'parsed_error', '')}): "
                   + textwrap.shorten(str(row.completion), 300), "black")]
     cue_of = {getattr(row, f"cue_{m}"): m for m in MODALITIES if getattr(row, f"cue_{m}")}
-    from msa.cot_filters import split_sentences
+    from msa.cot.filters import split_sentences
 
     reasoning = row.parsed_reasoning if isinstance(row.parsed_reasoning, str) else ""
     for s in split_sentences(reasoning):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from msa.cot_filters import (
+from msa.cot.filters import (
     SKIPPED, check_format, check_plausibility, check_polarity, conclusion_stance, evaluate, first_failure,
-    judge_verdict, missing_modalities, parse_judge, sentence_stance, stance_contradicts,
+    missing_modalities, sentence_stance, stance_contradicts,
 )
+from msa.cot.judge import judge_verdict, parse_judge
 from msa.dc import parse_completion
 
 ALL = ["text", "audio", "video"]

@@ -156,6 +156,36 @@ def test_judge_is_asked_about_survivors_only_and_parsed_strictly():
                                                                            "format"]
 
 
+
+class FakeJudgeModel(FakeTeacher):
+    """A judge model that takes metadata batches (as vLLM does): answers from the chains in the batch."""
+
+    def __init__(self):
+        super().__init__({})
+        self.batches = []
+
+    def judge(self, batch):
+        self.batches.append(batch)
+        return [f"{pol} {len(reasoning)}" for pol, reasoning in batch["chains"]]
+
+
+def test_judge_passes_the_chains_in_the_batch_it_builds():
+    import pandas as pd
+
+    from msa.cot.judge import Judge
+
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "text": ["x", "y", "z"], "path": ["a.mp4", "b.mp4", "c.mp4"],
+                          **{k: [0.6, -0.6, 0.0] for k in ("label", "label_T", "label_A", "label_V")}})
+    frame.attrs["dataset"] = "sims"
+    backend = FakeJudgeModel()
+    judge = Judge(backend, frame, modalities=("text", "audio", "video"))
+    answers = judge({"c": ("neutral", "flat"), "a": ("positive", "warm words")})
+    assert answers == {"c": "neutral 4", "a": "positive 10"}
+    (batch,) = backend.batches  # one batch, in the order asked, with the clip's metadata
+    assert batch["ids"] == ["c", "a"] and batch["transcripts"] == ["z", "x"] and batch["paths"] == ["c.mp4", "a.mp4"]
+    assert batch["chains"] == [("neutral", "flat"), ("positive", "warm words")] and batch["datasets"] == ["sims"] * 2
+    assert judge({}) == {} and len(backend.batches) == 1
+
 def test_label_rounded_across_the_neutral_edge_is_dropped():
     # MOSI: -0.504 is negative ([-0.5, 0.5] is neutral) but is written as -0.5, which is neutral.
     samples = {"a": [dc("negative", CUES + " Overall negative.", "-0.6")]}

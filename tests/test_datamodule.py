@@ -47,7 +47,7 @@ def test_demo_yields_batches(tmp_path, processor):
 
 
 def test_splits_limit_and_predict_split(sims_root, processor, tmp_path):
-    dm = build_datamodule("sims", sims_root, cache_dir=tmp_path, eval_batch_size=5, predict_split="test",
+    dm = build_datamodule(name="sims", root=sims_root, cache_dir=tmp_path, eval_batch_size=5, predict_split="test",
                           modalities={"text": True, "audio": False, "video": False})
     dm.attach_processor(processor).setup()
     # the fixture has 3 train, 2 valid, 1 test rows
@@ -61,7 +61,8 @@ def test_splits_limit_and_predict_split(sims_root, processor, tmp_path):
 
 def test_shuffle_is_seeded(sims_root, processor, tmp_path):
     def order(seed):
-        dm = build_datamodule("sims", sims_root, cache_dir=tmp_path, batch_size=1, seed=seed, modalities=["text"])
+        dm = build_datamodule(name="sims", root=sims_root, cache_dir=tmp_path, batch_size=1, seed=seed,
+                              modalities=["text"])
         dm.attach_processor(processor).setup()
         return [b["ids"][0] for b in dm.train_dataloader()]
 
@@ -70,7 +71,7 @@ def test_shuffle_is_seeded(sims_root, processor, tmp_path):
 
 def test_targets_restrict_train_and_add_labels(sims_root, processor, tmp_path):
     targets = {"video_0001$_$0001": "<score>0.8</score>", "video_0002$_$0001": "<score>-1.0</score>"}
-    dm = build_datamodule("sims", sims_root, cache_dir=tmp_path, batch_size=4, shuffle=False, targets=targets,
+    dm = build_datamodule(name="sims", root=sims_root, cache_dir=tmp_path, batch_size=4, shuffle=False, targets=targets,
                           modalities=["text"])
     dm.attach_processor(processor).setup()
     batch = next(iter(dm.train_dataloader()))
@@ -79,7 +80,7 @@ def test_targets_restrict_train_and_add_labels(sims_root, processor, tmp_path):
 
 
 def test_broken_clips_raise_by_default_naming_dataset_clip_and_file(broken_root, processor, tmp_path):
-    dm = build_datamodule("sims", broken_root, cache_dir=tmp_path, batch_size=3, shuffle=False)
+    dm = build_datamodule(name="sims", root=broken_root, cache_dir=tmp_path, batch_size=3, shuffle=False)
     dm.attach_processor(processor).setup()
     with pytest.raises(MediaError) as err:
         next(iter(dm.train_dataloader()))
@@ -88,7 +89,8 @@ def test_broken_clips_raise_by_default_naming_dataset_clip_and_file(broken_root,
 
 
 def test_skips_are_counted_by_the_callback(broken_root, processor, tmp_path):
-    dm = build_datamodule("sims", broken_root, cache_dir=tmp_path, batch_size=3, shuffle=False, on_error="skip")
+    dm = build_datamodule(name="sims", root=broken_root, cache_dir=tmp_path, batch_size=3, shuffle=False,
+                          on_error="skip")
     dm.attach_processor(processor)
 
     class Module(L.LightningModule):
@@ -122,11 +124,11 @@ def test_skips_are_counted_by_the_callback(broken_root, processor, tmp_path):
 
 def test_missing_audio_track(tmp_path, processor):
     root = make_sims_set(tmp_path / "sims", broken={"video_0003$_$0002": "no_audio"})
-    dm = build_datamodule("sims", root, cache_dir=tmp_path / "c", modalities=["text", "audio", "video"])
+    dm = build_datamodule(name="sims", root=root, cache_dir=tmp_path / "c", modalities=["text", "audio", "video"])
     dm.attach_processor(processor).setup()
     with pytest.raises(NoAudioError, match="sims: clip video_0003\\$_\\$0002 .*no audio track"):
         next(iter(dm.test_dataloader()))
-    dm = build_datamodule("sims", root, cache_dir=tmp_path / "c", allow_missing_audio=True)
+    dm = build_datamodule(name="sims", root=root, cache_dir=tmp_path / "c", allow_missing_audio=True)
     dm.attach_processor(processor).setup()
     batch = next(iter(dm.test_dataloader()))
     assert batch["ids"] == ["video_0003$_$0002"] and batch["use_audio_in_video"] is False
@@ -135,13 +137,32 @@ def test_missing_audio_track(tmp_path, processor):
 
 def test_registry_and_bad_arguments(sims_root):
     assert set(DATAMODULES) == {"sims", "simsv2", "mosi", "mosei", "demo", "demo_mosi", "hard", "hard_mosi"}
-    dm = build_datamodule("mosei", sims_root)
+    dm = build_datamodule(name="mosei", root=sims_root)
     assert isinstance(dm, MOSEIDataModule) and (dm.spec.score_min, dm.spec.score_max) == (-3.0, 3.0)
     with pytest.raises(ValueError, match="no data module for 'iemocap'"):
-        build_datamodule("iemocap", sims_root)
+        build_datamodule(name="iemocap", root=sims_root)
     with pytest.raises(ValueError, match="give the dataset directory"):
-        build_datamodule("sims")
+        build_datamodule(name="sims")
     with pytest.raises(ValueError, match="on_error"):
-        build_datamodule("sims", sims_root, on_error="ignore")
+        build_datamodule(name="sims", root=sims_root, on_error="ignore")
     with pytest.raises(ValueError, match="unknown modalities"):
-        build_datamodule("sims", sims_root, modalities=["smell"])
+        build_datamodule(name="sims", root=sims_root, modalities=["smell"])
+
+
+def test_build_datamodule_from_a_data_node(sims_root, tmp_path):
+    """The stages' builder: a conf/data node plus overrides; eval_datasets and the generation keys of a
+    synthetic set do not reach a real dataset; another dataset comes with its own root."""
+    from omegaconf import OmegaConf
+
+    sentinel = object()  # any processor: attached as given
+    node = OmegaConf.create({"name": "demo", "root": str(tmp_path / "demo"), "n_clips": 12, "batch_size": 3,
+                             "eval_datasets": ["demo", "demo_mosi"], "cache_dir": str(tmp_path / "c")})
+    dm = build_datamodule(node, processor=sentinel, use_audio_in_video=False, name="sims", root=sims_root,
+                          answer="score")
+    assert type(dm).__name__ == "SIMSDataModule" and dm.root == sims_root and dm.batch_size == 3
+    assert dm.processor is sentinel and dm.use_audio_in_video is False and dm.answer == "score"
+    demo = build_datamodule(node, root=tmp_path / "elsewhere")  # root alone moves the node's dataset
+    assert isinstance(demo, DemoDataModule) and demo.n_clips == 12 and demo.root == tmp_path / "elsewhere"
+    assert demo.processor is None and demo.use_audio_in_video is True
+    # The same dataset named again keeps the node's root.
+    assert build_datamodule(node, name="demo").root == tmp_path / "demo"

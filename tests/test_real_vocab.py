@@ -60,7 +60,7 @@ def encoding():
 
 
 def _corpus() -> list[str]:
-    from msa.teachers import rule_chain
+    from msa.cot.rule_teacher import rule_chain
 
     lines = (Path(tiny.__file__).parent / "corpus" / "tokenizer_corpus.txt").read_text(encoding="utf-8").splitlines()
     rng = random.Random(0)
@@ -174,7 +174,7 @@ def test_rule_teacher_chains_fit_the_generation_budget(qwen_tok):
     max_new_tokens=256, so a chain (+ <|im_end|>) must fit in 256 real tokens with room to spare."""
     from omegaconf import OmegaConf
 
-    from msa.teachers import rule_chain
+    from msa.cot.rule_teacher import rule_chain
 
     budget = min(OmegaConf.load(Path(tiny.__file__).parents[2] / "conf" / name)["max_new_tokens"]
                  for name in ("grpo/default.yaml", "cot/default.yaml"))

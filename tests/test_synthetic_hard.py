@@ -277,7 +277,7 @@ def test_hard_data_module_batches_every_media_format(small_set, processor, tmp_p
 
     assert generation_keys("hard") == ("n_clips", "splits", "conflict") and is_generated("hard_mosi")
     assert not is_generated("sims") and generation_keys("demo") == ("n_clips", "splits")
-    dm = build_datamodule("hard", small_set, n_clips=4, data_seed=4, cache_dir=tmp_path, eval_batch_size=4,
+    dm = build_datamodule(name="hard", root=small_set, n_clips=4, data_seed=4, cache_dir=tmp_path, eval_batch_size=4,
                           video_min_pixels=3136, video_max_pixels=8192)
     dm.attach_processor(processor)
     dm.prepare_data()  # the manifest matches: reused, not regenerated

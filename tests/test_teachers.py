@@ -10,12 +10,12 @@ import random
 
 import pytest
 
-from msa.cot_filters import evaluate, first_failure, missing_modalities
+from msa.cot.filters import evaluate, first_failure, missing_modalities
+from msa.cot.judge import judge_conversation
+from msa.cot.model_teachers import build_teacher
+from msa.cot.rule_teacher import RuleTeacher, conclusion_sentence, cue_sentence, rule_chain, strength
 from msa.dc import format_score, parse_completion, polarity_of
-from msa.teachers import (
-    RuleTeacher, build_teacher, conclusion_sentence, cue_sentence, judge_conversation, rule_chain, stable_seed,
-    strength,
-)
+from msa.seeding import stable_seed
 
 ALL = ("text", "audio", "video")
 
@@ -137,6 +137,15 @@ def test_build_teacher_errors():
     assert isinstance(build_teacher({"kind": "rule", "seed": 3}, dataset="demo", modalities=ALL), RuleTeacher)
 
 
+
+def test_model_teachers_judge_with_one_signature():
+    import inspect
+
+    from msa.cot.model_teachers import HFTeacher, VLLMTeacher
+
+    assert inspect.signature(HFTeacher.judge) == inspect.signature(VLLMTeacher.judge)
+    assert list(inspect.signature(HFTeacher.judge).parameters) == ["self", "batch"]
+
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
 def test_vllm_backend_without_vllm_says_so():
     with pytest.raises(ImportError, match=r"teacher=vllm needs vllm installed \(GPU machines\)"):
@@ -146,16 +155,16 @@ def test_vllm_backend_without_vllm_says_so():
 def test_hf_teacher_samples_n_per_clip_and_judges(cache_dir, tiny_dir, tmp_path):
     """The tiny model through the data module: 2 samples for each of 2 clips; the judge collator
     renders the judge's question with the clip's media."""
+    from msa.cot.judge import judge_collator
     from msa.data.datamodule import build_datamodule
-    from msa.teachers import judge_collator
 
     node = {"kind": "hf", "tiny_size": "test", "cache_dir": str(cache_dir), "dtype": "float32"}
     teacher = build_teacher(node, dataset="demo", modalities=ALL, num_samples=2, temperature=1.0,
                             max_new_tokens=6, seed=0)
-    dm = build_datamodule("demo", cache_dir / "data" / "demo-teachers", n_clips=10, cache_dir=tmp_path / "media",
+    dm = build_datamodule(name="demo", root=cache_dir / "data" / "demo-teachers", n_clips=10,
+                          cache_dir=tmp_path / "media", processor=teacher.processor,
                           use_audio_in_video=teacher.use_audio_in_video, limit=2)
     dm.prepare_data()
-    dm.attach_processor(teacher.processor)
     dm.setup()
     batch = next(iter(dm.dataloader("train", batch_size=2)))
     out = teacher.generate(batch)

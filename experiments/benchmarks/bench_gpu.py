@@ -89,9 +89,9 @@ def main() -> None:
 
     import msa.stages.grpo as grpo_mod
     from msa.dc import format_answer, polarity_of
+    from msa.data.datamodule import build_datamodule
     from msa.data.labels import read_labels
     from msa.models import load_policy
-    from msa.stages.common import build_datamodule
     from msa.stages.sft import SFTModule
 
     out = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
@@ -103,7 +103,8 @@ def main() -> None:
     print(f"model: {cfg.model.name} ({policy.source}), {n_params:,} parameters, {n_train:,} trainable, "
           f"dtype {next(policy.model.parameters()).dtype}, precision {cfg.trainer.precision}")
 
-    dm = build_datamodule(cfg, policy, answer="dc")
+    dm = build_datamodule(cfg.data, processor=policy.processor, use_audio_in_video=policy.use_audio_in_video,
+                          answer="dc")
     dm.prepare_data()
     frame = read_labels(dm.root, cfg.data.name)
     dm.set_targets({r.id: format_answer(polarity_of(float(r.label), cfg.data.name), REASONING, float(r.label),

@@ -1,7 +1,6 @@
 """One LightningDataModule per dataset on a shared base: splits, cached media, collate, skip counts.
 
-    dm = build_datamodule("demo", batch_size=2)       # or MSADataModule("sims", root=..., ...)
-    dm.attach_processor(processor)                     # the policy's processor, loaded separately
+    dm = build_datamodule(cfg.data, processor=processor)   # a conf/data node; or name="demo", batch_size=2
     dm.prepare_data(); dm.setup()
     batch = next(iter(dm.train_dataloader()))          # model inputs + metadata, see MultimodalCollator
 
@@ -329,11 +328,52 @@ def is_generated(name: str) -> bool:
     return bool(generation_keys(name))
 
 
-def build_datamodule(name: str, root: str | Path | None = None, **kwargs) -> MSADataModule:
-    """The data module registered for ``name`` (sims, simsv2, mosi, mosei, demo, demo_mosi, hard, hard_mosi)."""
-    if name not in DATAMODULES:
-        raise ValueError(f"no data module for {name!r}; known: {', '.join(sorted(DATAMODULES))}")
-    return DATAMODULES[name](root, **kwargs)
+def datamodule_kwargs(data_cfg: Mapping | None = None, *, name: str | None = None, root: str | Path | None = None,
+                      **overrides) -> dict:
+    """Constructor arguments (``name`` and ``root`` included) of the data module for a ``conf/data`` node.
+
+    ``overrides`` replace the node's keys. ``name`` other than the node's (a cross-dataset eval) comes
+    with its own ``root``; ``root`` alone moves the node's dataset. ``eval_datasets`` is read through
+    ``eval.datasets`` (:func:`msa.plan.eval_targets`), and the generation keys of a synthetic set mean
+    nothing to a dataset that does not take them (a real one, or another family): both are dropped.
+
+    >>> node = {"name": "demo", "root": "/d", "n_clips": 300, "batch_size": 4, "eval_datasets": ["demo"]}
+    >>> datamodule_kwargs(node, answer="dc")
+    {'name': 'demo', 'root': '/d', 'n_clips': 300, 'batch_size': 4, 'answer': 'dc'}
+    >>> datamodule_kwargs(node, name="sims", root="/s")
+    {'name': 'sims', 'root': '/s', 'batch_size': 4}
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    kw = OmegaConf.to_container(data_cfg, resolve=True) if isinstance(data_cfg, DictConfig) else dict(data_cfg or {})
+    kw.update(overrides)
+    kw.pop("eval_datasets", None)
+    if name is not None and name != kw.get("name"):  # another dataset: its own root
+        kw["name"], kw["root"] = name, root
+    elif root is not None:
+        kw["root"] = root
+    for key in GENERATION_KEYS:
+        if key not in generation_keys(kw.get("name")):
+            kw.pop(key, None)
+    return kw
+
+
+def build_datamodule(data_cfg: Mapping | None = None, *, processor=None, use_audio_in_video: bool = True,
+                     name: str | None = None, root: str | Path | None = None, **overrides) -> MSADataModule:
+    """The data module of a ``conf/data`` node, from the class registered for its dataset (:data:`DATAMODULES`),
+    with ``processor`` (the policy's or the teacher's) attached.
+
+    Arguments as in :func:`datamodule_kwargs`; without a node, ``name=`` and ``root=`` give the dataset:
+    ``build_datamodule(name="sims", root="/data/SIMS", batch_size=2)``.
+    """
+    kw = datamodule_kwargs(data_cfg, name=name, root=root, **overrides)
+    data_name, data_root = kw.pop("name", None), kw.pop("root", None)
+    if data_name not in DATAMODULES:
+        raise ValueError(f"no data module for {data_name!r}; known: {', '.join(sorted(DATAMODULES))}")
+    dm = DATAMODULES[data_name](data_root, use_audio_in_video=use_audio_in_video, **kw)
+    if processor is not None:
+        dm.attach_processor(processor)
+    return dm
 
 
 class SkipCounter(L.Callback):
@@ -390,5 +430,5 @@ class SkipCounter(L.Callback):
         self._end(pl_module, "predict", log_it=False)  # Lightning does not log in predict
 
 
-__all__ = ["DATAMODULES", "MSADataModule", "SkipCounter", "SkipReport", "build_datamodule", "generation_keys",
-           "is_generated"]
+__all__ = ["DATAMODULES", "MSADataModule", "SkipCounter", "SkipReport", "build_datamodule", "datamodule_kwargs",
+           "generation_keys", "is_generated"]

@@ -1,4 +1,4 @@
-"""Glue the stages share: the policy for this stage, the DataModule, the Trainer, and the test pass.
+"""Glue the stages share: the policy for this stage, the Trainer, and the test pass.
 
 Kept out of the stage files so that each of those reads as its method only.
 """
@@ -37,38 +37,9 @@ def seed_stage(seed: int, stage: str) -> int:
     """
     import lightning as L
 
-    from msa.teachers import stable_seed
+    from msa.seeding import stable_seed
 
     return L.seed_everything(stable_seed(seed, stage) % 2**32, workers=True, verbose=False)
-
-
-def datamodule_kwargs(data_cfg, **overrides) -> dict:
-    """Constructor arguments of MSADataModule from a ``conf/data`` node (extra keys such as n_clips included)."""
-    kw = OmegaConf.to_container(data_cfg, resolve=True)
-    kw.update(overrides)
-    return kw
-
-
-def build_datamodule(cfg, policy, *, name: str | None = None, root: str | None = None, **collate):
-    """A DataModule for ``name`` at ``root`` (default: ``data.name`` at ``data.root``) with the policy's
-    processor attached; the other ``conf/data`` settings (media budget, batch sizes) apply to any dataset."""
-    from msa.data.datamodule import GENERATION_KEYS, generation_keys
-    from msa.data.datamodule import build_datamodule as create
-
-    kw = datamodule_kwargs(cfg.data, **collate)
-    data_name = kw.pop("name")
-    data_root = kw.pop("root")
-    kw.pop("eval_datasets", None)  # read through eval.datasets (msa.plan.eval_targets)
-    if name is not None and name != data_name:  # another dataset (cross-dataset eval): its own root
-        data_name, data_root = name, root
-    elif root is not None:
-        data_root = root
-    for key in GENERATION_KEYS:  # a synthetic set's generation keys mean nothing to a real one (or another family)
-        if key not in generation_keys(data_name):
-            kw.pop(key, None)
-    dm = create(data_name, data_root, use_audio_in_video=policy.use_audio_in_video, **kw)
-    dm.attach_processor(policy.processor)
-    return dm
 
 
 def build_trainer(ctx, stage: str, *, monitor: str | None, ckpt_dir: str, **overrides):

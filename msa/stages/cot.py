@@ -4,11 +4,13 @@
     python train.py stage=cot teacher=hf teacher.path=/ckpt/Qwen2.5-Omni-7B data=sims data.root=/data/SIMS
     python train.py stage=cot teacher=tiny data=demo cot.limit=24        # the random tiny model: mostly dropped
 
-For each clip of ``cot.split`` the teacher writes ``cot.num_samples`` DC answers; each is parsed strictly
-and filtered (:mod:`msa.cot_filters`: format, polarity consistency, plausibility, then the optional judge
-on the best survivor). The best sample of a clip is the one that passes the most filters, then the one
-whose score is closest to the true label. A kept clip's answer is rebuilt with the true polarity and the
-true score at the dataset's precision (§III-A: "replace the generated score with the real score label").
+For each clip of ``cot.split`` the teacher (:mod:`msa.cot`) writes ``cot.num_samples`` DC answers; each
+is parsed strictly and filtered (:mod:`msa.cot.filters`: format, polarity consistency, plausibility, then
+the optional judge of :mod:`msa.cot.judge` on the best survivor). The best sample of a clip is the one
+that passes the most filters, then the one whose score is closest to the true label. A kept clip's answer
+is rebuilt with the true polarity and the true score at the dataset's precision (§III-A: "replace the
+generated score with the real score label"; :mod:`msa.cot.records`). This module holds the run loop:
+settings and resume checks, batches in, records out, the summary.
 
 Outputs, next to ``cot.output`` (the link to ``sft.cot``):
 
@@ -28,19 +30,18 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from msa.cot_filters import FILTERS, SKIPPED, Verdict, evaluate, first_failure, judge_verdict
-from msa.dc import format_answer, format_score, parse_completion, polarity_of
-from msa.dc.parser import Parsed
+from msa.cot.batches import teacher_batches
+from msa.cot.filters import SKIPPED, Verdict
+from msa.cot.judge import judge_verdict
+from msa.cot.records import assess, build_record, skipped_record
 from msa.jsonl import JsonlWriter, done_ids, iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -55,87 +56,7 @@ _COT_KEYS = ("split", "num_samples", "temperature", "top_p", "max_new_tokens", "
 
 
 # ----------------------------------------------------------------------------------------------
-# One clip: assess the samples, pick the best, build the record
-# ----------------------------------------------------------------------------------------------
-
-@dataclass
-class Candidate:
-    index: int  # which of the clip's samples
-    text: str
-    parsed: Parsed
-    verdicts: dict[str, Verdict]
-
-    @property
-    def failure(self) -> Verdict | None:
-        return first_failure(self.verdicts)
-
-    def rank(self, label: float) -> tuple:
-        """Sort key: more filters passed first, then the score closest to the label, then the first."""
-        fail = self.failure
-        passed = len(FILTERS) if fail is None else FILTERS.index(fail.reason.split(":")[0])
-        dist = abs(self.parsed.score - label) if self.parsed.score is not None else math.inf
-        return (-passed, dist, self.index)
-
-
-def assess(texts: Sequence[str], *, label: float, dataset: str, modalities: Sequence[str],
-           filters: Mapping[str, Any], min_chars: int, max_chars: int) -> list[Candidate]:
-    """Parse and filter (format, polarity, plausibility) each sample of one clip; best first."""
-    true_pol = polarity_of(label, dataset)
-    cands = []
-    for i, text in enumerate(texts):
-        parsed = parse_completion(text, dataset)
-        verdicts = evaluate(parsed, true_polarity=true_pol, dataset=dataset, modalities=modalities,
-                            polarity=bool(filters.get("polarity", True)),
-                            plausibility=bool(filters.get("plausibility", True)), min_chars=min_chars,
-                            max_chars=max_chars)
-        cands.append(Candidate(i, text, parsed, verdicts))
-    return sorted(cands, key=lambda c: c.rank(label))
-
-
-def build_record(*, clip_id: str, dataset: str, split: str, transcript: str, modalities: Sequence[str],
-                 label: float, teacher: str, cands: Sequence[Candidate], judge: Verdict | None = None,
-                 judge_raw: str | None = None) -> dict:
-    """The JSONL record of one clip from its ranked candidates (``cands[0]`` is the one kept or shown).
-
-    ``judge`` is the judge's verdict on ``cands[0]`` (None: the judge is off). The answer uses the true
-    polarity and the true score written at the dataset's precision; if that rounding moves the score
-    across the neutral band's edge the clip is dropped (``label:precision``), since its tag and score
-    would disagree.
-    """
-    best = cands[0]
-    true_pol = polarity_of(label, dataset)
-    score_text = format_score(label, dataset)
-    verdicts = dict(best.verdicts)
-    verdicts["judge"] = judge if judge is not None else SKIPPED
-    fail = first_failure(verdicts)
-    reason, detail = (fail.reason, fail.detail) if fail else (None, None)
-    if fail is None and polarity_of(float(score_text), dataset) != true_pol:
-        reason, detail = "label:precision", f"label {label!r} written as {score_text} is not {true_pol}"
-    kept = reason is None
-    p = best.parsed
-    return {
-        "id": clip_id, "dataset": dataset, "split": split, "transcript": transcript, "modalities": list(modalities),
-        "label": float(label), "polarity": true_pol, "score": float(score_text),
-        "reasoning": p.reasoning,
-        "answer": format_answer(true_pol, p.reasoning, label, dataset) if kept else None,
-        "kept": kept, "reason": reason, "detail": detail,
-        "teacher": teacher, "raw": best.text, "teacher_polarity": p.polarity, "teacher_score": p.raw_score,
-        "sample": best.index, "num_samples": len(cands),
-        "sample_reasons": [None if c.failure is None else c.failure.reason for c in sorted(cands, key=lambda c: c.index)],
-        "filters": {k: v.to_dict() for k, v in verdicts.items()},
-        "judge_raw": judge_raw,
-    }
-
-
-def skipped_record(clip_id: str, reason: str, *, dataset: str, split: str, teacher: str) -> dict:
-    """A clip whose media could not be read (``data.on_error=skip``): dropped as ``media:<kind>``."""
-    kind = reason.split(":", 1)[0] if ":" in reason else "error"
-    return {"id": clip_id, "dataset": dataset, "split": split, "kept": False, "reason": f"media:{kind}",
-            "detail": reason, "teacher": teacher, "raw": None, "sample_reasons": [], "filters": {}}
-
-
-# ----------------------------------------------------------------------------------------------
-# Settings, clips and batches
+# Settings and clips
 # ----------------------------------------------------------------------------------------------
 
 def settings(cfg) -> dict:
@@ -170,82 +91,15 @@ def check_settings(path: Path, current: dict, output: Path, *, has_records: bool
         tmp.replace(path)
 
 
-def _datamodule(cfg, processor=None, use_audio_in_video: bool = True, **over):
-    """The data module of ``data`` (the teacher's processor attached, if it has one)."""
-    from types import SimpleNamespace
-
-    from msa.stages.common import build_datamodule
-
-    owner = SimpleNamespace(processor=processor, use_audio_in_video=use_audio_in_video)
-    return build_datamodule(cfg, owner, **over)
-
-
-def _rows_batch(frame) -> dict:
-    """A metadata batch (the collator's keys, plus paths) from label-table rows; no media."""
-    return {"ids": list(frame["id"]), "datasets": [frame.attrs.get("dataset")] * len(frame),
-            "transcripts": [str(t) for t in frame["text"]], "paths": list(frame["path"]),
-            **{k: [float(x) for x in frame[k]] for k in ("label", "label_T", "label_A", "label_V")},
-            "skipped": []}
-
-
-def _chunks(frame, size: int) -> Iterator:
-    for start in range(0, len(frame), size):
-        part = frame.iloc[start:start + size]
-        part.attrs.update(frame.attrs)
-        yield part
-
-
-def _media_loader(dm, frame, batch_size: int, collate):
-    from torch.utils.data import DataLoader
-
-    from msa.data.dataset import MSADataset
-
-    ds = MSADataset(frame, dm.name, dm.cache, modalities=dm.modalities, on_error=dm.on_error,
-                    allow_missing_audio=dm.allow_missing_audio)
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=dm.num_workers, collate_fn=collate)
-
-
-class Judge:
-    """The optional judge pass: a local model answers yes/no about each surviving chain, with the clip."""
-
-    def __init__(self, backend, frame, *, dm=None, modalities: Sequence[str]):
-        self.backend, self.modalities = backend, tuple(modalities)
-        self.rows = frame.set_index("id", drop=False)
-        self.rows.attrs.update(frame.attrs)
-        self.dm = dm
-        if getattr(backend, "needs_processor", False):
-            from msa.teachers import judge_collator
-
-            self.collator = judge_collator(backend.processor, modalities=dm.modalities,
-                                           use_audio_in_video=backend.use_audio_in_video)
-
-    def __call__(self, chains: Mapping[str, tuple[str, str]]) -> dict[str, str | None]:
-        """id -> the judge's raw answer (None: the clip's media could not be read)."""
-        if not chains:
-            return {}
-        frame = self.rows.loc[list(chains)].reset_index(drop=True)
-        frame.attrs.update(self.rows.attrs)
-        if not getattr(self.backend, "needs_processor", False):
-            texts = self.backend.judge(_rows_batch(frame), chains)
-            return dict(zip(frame["id"], texts))
-        self.collator.chains = dict(chains)
-        out: dict[str, str | None] = {i: None for i in chains}
-        for batch in _media_loader(self.dm, frame, len(frame), self.collator):
-            out.update(zip(batch["ids"], self.backend.judge(batch)))
-        return out
-
-
-def _same_model(a: Mapping, b: Mapping) -> bool:
-    return all(a.get(k) == b.get(k) for k in ("kind", "path", "tiny_size"))
-
 
 def _clips(cfg, teacher, split: str):
     """The data module and the label rows of the clips to write chains for (``data.limit``, ``cot.limit``)."""
+    from msa.data.datamodule import build_datamodule
     from msa.data.labels import read_labels, split as split_rows
 
     dataset = cfg.data.name
-    dm = _datamodule(cfg, processor=teacher.processor if teacher.needs_processor else None,
-                     use_audio_in_video=bool(getattr(teacher, "use_audio_in_video", True)), predict_split=split)
+    dm = build_datamodule(cfg.data, processor=teacher.processor if teacher.needs_processor else None,
+                          use_audio_in_video=bool(getattr(teacher, "use_audio_in_video", True)), predict_split=split)
     dm.prepare_data()  # generates the demo set on first use
     if teacher.needs_processor:
         dm.setup("predict")
@@ -258,25 +112,6 @@ def _clips(cfg, teacher, split: str):
         frame = frame.head(int(cfg.cot.limit))
     frame.attrs["dataset"] = dataset
     return dm, frame
-
-
-def _build_judge(cfg, teacher, teacher_node: dict, dm, frame, modalities) -> Judge:
-    """The judge of ``cot.judge``; a judge on the teacher's own checkpoint reuses the loaded teacher."""
-    from msa.teachers import build_teacher
-
-    jnode = OmegaConf.to_container(cfg.cot.judge, resolve=True)
-    if _same_model(jnode, teacher_node) and hasattr(teacher, "judge"):
-        backend = teacher  # one copy of the weights
-    else:
-        backend = build_teacher(jnode, dataset=cfg.data.name, modalities=modalities, temperature=0.0,
-                                seed=int(cfg.seed), media=OmegaConf.to_container(cfg.data, resolve=True))
-        if not hasattr(backend, "judge"):
-            raise ValueError(f"cot.judge.kind={jnode.get('kind')!r} cannot judge; use hf or vllm")
-    jdm = dm  # the teacher's processor and media cache serve a judge on the same checkpoint
-    if getattr(backend, "needs_processor", False) and backend is not teacher:
-        jdm = _datamodule(cfg, processor=backend.processor, use_audio_in_video=backend.use_audio_in_video)
-        jdm.setup("predict")
-    return Judge(backend, frame, dm=jdm, modalities=modalities)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,8 +160,9 @@ def summarize(kept_path: Path, rejected_path: Path, *, total: int) -> dict:
 def run(ctx) -> dict:
     from tqdm.auto import tqdm
 
+    from msa.cot.judge import build_judge
+    from msa.cot.model_teachers import build_teacher
     from msa.data.dataset import normalise_modalities
-    from msa.teachers import build_teacher
 
     cfg, c = ctx.cfg, ctx.cfg.cot
     dataset, split = cfg.data.name, c.split
@@ -345,12 +181,15 @@ def run(ctx) -> dict:
 
     t_load = time.perf_counter()
     teacher_node = OmegaConf.to_container(cfg.teacher, resolve=True)
+    data_node = OmegaConf.to_container(cfg.data, resolve=True)
     teacher = build_teacher(teacher_node, dataset=dataset, modalities=modalities, num_samples=int(c.num_samples),
                             temperature=float(c.temperature), top_p=float(c.top_p),
-                            max_new_tokens=int(c.max_new_tokens), seed=int(cfg.seed),
-                            media=OmegaConf.to_container(cfg.data, resolve=True))
+                            max_new_tokens=int(c.max_new_tokens), seed=int(cfg.seed), media=data_node)
     dm, frame = _clips(cfg, teacher, split)
-    judge = _build_judge(cfg, teacher, teacher_node, dm, frame, modalities) if filters.get("judge") else None
+    judge = None
+    if filters.get("judge"):
+        judge = build_judge(OmegaConf.to_container(c.judge, resolve=True), teacher=teacher, teacher_node=teacher_node,
+                            data_cfg=data_node, dm=dm, frame=frame, modalities=modalities, seed=int(cfg.seed))
     load_s = time.perf_counter() - t_load
 
     with JsonlWriter(out) as kept_w, JsonlWriter(rejected_path) as rej_w:
@@ -365,8 +204,7 @@ def run(ctx) -> dict:
             log.warning("cot: truncated a torn last line (%d + %d bytes) left by an interrupted run",
                         kept_w.repaired, rej_w.repaired)
         bs = int(c.batch_size)
-        batches = (_media_loader(dm, pending, bs, dm.collator()) if teacher.needs_processor
-                   else map(_rows_batch, _chunks(pending, bs)))
+        batches = teacher_batches(teacher, dm, pending, bs)
         t0, n_run, n_kept = time.perf_counter(), 0, 0
         with tqdm(total=len(frame), initial=n_before, unit="clip", desc=f"cot {dataset}", dynamic_ncols=True) as bar:
             for batch in batches:

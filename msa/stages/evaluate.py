@@ -33,7 +33,7 @@ def evaluate_policy(ctx, policy, *, stage: str, answer: str) -> dict:
     """Run ``eval.split`` of each eval target through ``policy``; write predictions, return metrics."""
     from msa.plan import answer_range, eval_targets
     from msa.runtime import log_table, make_logger
-    from msa.stages.common import build_datamodule
+    from msa.data.datamodule import build_datamodule
 
     cfg = ctx.cfg
     ecfg = cfg.eval
@@ -44,7 +44,8 @@ def evaluate_policy(ctx, policy, *, stage: str, answer: str) -> dict:
     results, all_records = {}, []
     for target in eval_targets(cfg):
         ds = target.name
-        dm = build_datamodule(cfg, policy, name=ds, root=target.root, answer=answer, range_dataset=range_ds,
+        dm = build_datamodule(cfg.data, processor=policy.processor, use_audio_in_video=policy.use_audio_in_video,
+                              name=ds, root=target.root, answer=answer, range_dataset=range_ds,
                               eval_batch_size=ecfg.batch_size)
         dm.prepare_data()
         dm.setup("test")

@@ -385,12 +385,14 @@ def fifths(values: list[float]) -> tuple[float, float]:
 
 def run(ctx) -> dict:
     """Hint-GRPO from ctx.artefacts["policy"] (or init_from); records ``grpo`` (test metrics) and ``grpo_train``."""
-    from msa.stages.common import build_datamodule, build_trainer, load_stage_policy, test_policy
+    from msa.data.datamodule import build_datamodule
+    from msa.stages.common import build_trainer, load_stage_policy, test_policy
 
     cfg = ctx.cfg
     out = ctx.stage_dir("grpo")
     policy = load_stage_policy(ctx, trainable=True)
-    dm = build_datamodule(cfg, policy, answer="dc")
+    dm = build_datamodule(cfg.data, processor=policy.processor, use_audio_in_video=policy.use_audio_in_video,
+                          answer="dc")
     module = GRPOModule(policy, cfg.grpo, dataset=cfg.data.name, hint=cfg.hint, hard=cfg.hard, out_dir=out)
     trainer = build_trainer(ctx, "grpo", max_steps=cfg.grpo.max_steps, max_epochs=-1, monitor=None,
                             ckpt_dir=cfg.grpo.checkpoint_dir, limit_val_batches=0)

@@ -115,7 +115,8 @@ class SFTModule(PolicyModule):
 
 def run(ctx) -> dict:
     """Train, export the best epoch, evaluate it on the test split; records ``{"sft": {dataset: metrics}}``."""
-    from msa.stages.common import build_datamodule, build_trainer, load_stage_policy, test_policy
+    from msa.data.datamodule import build_datamodule
+    from msa.stages.common import build_trainer, load_stage_policy, test_policy
 
     cfg = ctx.cfg
     dataset = cfg.data.name
@@ -123,11 +124,13 @@ def run(ctx) -> dict:
     policy = load_stage_policy(ctx, trainable=True)
     if cfg.sft.answer == "dc":
         targets = load_targets(ctx.artefacts.get("cot") or cfg.sft.cot, dataset)
-        dm = build_datamodule(cfg, policy, answer="dc", targets=targets)
+        dm = build_datamodule(cfg.data, processor=policy.processor, use_audio_in_video=policy.use_audio_in_video,
+                              answer="dc", targets=targets)
     else:
         from msa.data.labels import read_labels
 
-        dm = build_datamodule(cfg, policy, answer="score")
+        dm = build_datamodule(cfg.data, processor=policy.processor, use_audio_in_video=policy.use_audio_in_video,
+                              answer="score")
         dm.prepare_data()  # the demo set is generated here on first use
         dm.set_targets(score_targets(read_labels(dm.root, dataset), dataset))
     module = SFTModule(policy, dataset=dataset, range_dataset=dataset, answer=cfg.sft.answer, lr=cfg.sft.lr,

@@ -10,8 +10,8 @@ become a cold-start example, and if not, why (``reason`` is a short key the stag
 * :func:`check_plausibility` -- §III-A3, reasoning plausibility, structural part: a reasoning of
   sane length (``plausibility:length``), every enabled modality discussed (``plausibility:modality``),
   and a concluding stance that does not contradict the tag (``plausibility:stance``).
-* :func:`judge_prompt` / :func:`parse_judge` / :func:`judge_verdict` -- the optional judge pass: a local
-  model answers yes or no; anything but an exact yes/no is ``judge:unparsed``, a no is ``judge:no``.
+* the optional judge pass (:mod:`msa.cot.judge`): a local model answers yes or no; anything but an
+  exact yes/no is ``judge:unparsed``, a no is ``judge:no``. Its verdicts are :class:`Verdict` too.
 
 The stance check is a small English lexicon, not a sentiment model. Limits: it reads only the last
 one or two sentences; it handles simple negation ("not happy" counts as negative) within three
@@ -259,56 +259,6 @@ def check_plausibility(parsed: Parsed, modalities: Sequence[str], *, min_chars: 
     if parsed.polarity is not None and stance_contradicts(stance, parsed.polarity):
         return _fail("plausibility:stance", f"tag {parsed.polarity}, conclusion reads {stance}: {sentence[:120]!r}")
     return PASS
-
-
-# ----------------------------------------------------------------------------------------------
-# Judge pass
-# ----------------------------------------------------------------------------------------------
-
-JUDGE_QUESTION = ("Is this reasoning coherent, and consistent with what the clip shows and says, and does it "
-                  "support its polarity? Answer yes or no.")
-
-
-def judge_prompt(transcript: str | None, polarity: str, reasoning: str) -> str:
-    """The judge's request (the clip's media go with it, as in the DC prompt).
-
-    >>> print(judge_prompt("so good", "positive", "Warm words."))
-    A sentiment analysis of this clip reasoned as follows.
-    Transcript: so good
-    Polarity: positive
-    Reasoning: Warm words.
-    Is this reasoning coherent, and consistent with what the clip shows and says, and does it support its polarity? Answer yes or no.
-    """
-    lines = ["A sentiment analysis of this clip reasoned as follows."]
-    if transcript is not None:
-        lines.append(f"Transcript: {transcript}")
-    lines += [f"Polarity: {polarity}", f"Reasoning: {reasoning}", JUDGE_QUESTION]
-    return "\n".join(lines)
-
-
-def parse_judge(text: str) -> bool | None:
-    """``True`` for yes, ``False`` for no, ``None`` for anything else (strict: case, surrounding
-    whitespace and one final period are all that is forgiven).
-
-    >>> parse_judge(" Yes. "), parse_judge("no"), parse_judge("Yes, it is."), parse_judge("yes!")
-    (True, False, None, None)
-    """
-    word = text.strip().lower()
-    if word.endswith("."):
-        word = word[:-1]
-    return {"yes": True, "no": False}.get(word)
-
-
-def judge_verdict(text: str) -> Verdict:
-    """The judge filter's verdict from its raw answer.
-
-    >>> judge_verdict("No").reason, judge_verdict("maybe").reason, judge_verdict("YES.").ok
-    ('judge:no', 'judge:unparsed', True)
-    """
-    answer = parse_judge(text)
-    if answer is None:
-        return _fail("judge:unparsed", f"judge said {text.strip()[:80]!r}, not yes or no")
-    return PASS if answer else _fail("judge:no", "judge said no")
 
 
 # ----------------------------------------------------------------------------------------------
