@@ -36,13 +36,14 @@ def probe(run_dir: Path, export: Path, *, split: str, samples: int, seed: int, i
     from msa.models.encode import encode_media
     from msa.rl.rewards import total_reward
     from msa.rl.rollout import prompt_pass, sample
-    from msa.stages.common import build_datamodule
+    from msa.data.datamodule import build_datamodule
 
     cfg = OmegaConf.load(run_dir / "resolved_config.yaml")
     dataset = cfg.data.name
     policy = load_policy(cfg.model, init_from=str(export), trainable=False)
     policy.model.eval()
-    dm = build_datamodule(cfg, policy, answer="dc", predict_split=split, shuffle=False)
+    dm = build_datamodule(cfg.data, processor=policy.processor, use_audio_in_video=policy.use_audio_in_video,
+                          answer="dc", predict_split=split, shuffle=False)
     dm.prepare_data()
     dm.setup("predict")
     if ids is not None:
