@@ -1,5 +1,6 @@
-"""What every stage needs from the run: its directory, the hand-offs between stages, the objects
-built from ``_target_`` nodes of the config (loggers, callbacks), and the metrics file. Kept apart from the stages so that each stage file holds only its method."""
+"""What every stage needs from the run: its directory, the hand-offs between stages, the objects built
+from ``_target_`` nodes of the config (loggers, callbacks), and the metrics file and its closing summary.
+Kept apart from the stages so that each stage file holds only its method."""
 
 from __future__ import annotations
 

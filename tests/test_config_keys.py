@@ -143,7 +143,7 @@ def recording_reads(readers: tuple[str, ...] = PROJECT):
 
     def _get_impl(self, key, default_value, validate_key=True):
         if isinstance(key, str) and _reader(readers):
-            log.add(self._get_full_key(key))
+            log.add(self._get_full_key(getattr(key, "value", key)))  # Hydra's keys are str enums (_Keys.TARGET)
         return get_impl(self, key, default_value, validate_key)
 
     def _select(cfg, key, *args, **kwargs):
@@ -217,6 +217,18 @@ def test_the_recorder_sees_reads_and_flags_an_unread_key(make_cfg):
     with recording_reads(readers=(__file__,)) as log:
         eval_targets(cfg)
     assert not log
+
+
+def test_the_recorder_sees_the_keys_of_a_node_built_from_its_target(make_cfg):
+    from msa.runtime import instantiate, make_logger
+
+    cfg = make_cfg("logger=wandb", "logger.mode=disabled")
+    with recording_reads() as log:
+        make_logger(cfg, "sft")
+        for node in cfg.callbacks.values():
+            instantiate(node)
+    assert not [k for k in unread(cfg, log) if k.startswith(("logger.", "callbacks."))]
+    assert {"logger.group", "logger.mode", "callbacks.step_checkpoint.every_n_train_steps"} <= log
 
 
 @pytest.mark.slow

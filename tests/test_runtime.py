@@ -43,7 +43,8 @@ def test_sft_trainer_gets_the_callbacks_and_csv_logger_of_the_config(make_cfg):
     assert (best.dirpath, best.filename, best.monitor, best.save_top_k, best.save_last) == \
         (str(out / "checkpoints"), "sft-{step}", "val/score", 1, True)
     assert best.state_key == BEST % "val/score"
-    assert (every.dirpath, every.save_top_k, every.save_last, every.filename) == (str(out / "checkpoints"), 0, True, None)
+    assert (every.dirpath, every.save_top_k, every.save_last, every.filename) == \
+        (str(out / "checkpoints"), 0, True, None)
     assert every.state_key == EVERY_20
     (lr,) = [c for c in trainer.callbacks if isinstance(c, LearningRateMonitor)]
     assert lr.logging_interval == "step"
