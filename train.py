@@ -27,9 +27,8 @@ CONFIG_DIR = Path(__file__).parent / "conf"
 def train(cfg: DictConfig) -> dict:
     """Run the stages in ``cfg.stage.run`` in order; returns the metrics written to metrics.json."""
     from msa.config import validate
-    from msa.metrics import format_table
     from msa.plan import format_plan, plan_rows, save_run_config
-    from msa.runtime import RunContext, finish_wandb, is_rank_zero
+    from msa.runtime import RunContext, finish_wandb, format_summary, is_rank_zero
     from msa.stages import run_stage
     from msa.stages.common import seed_stage
 
@@ -56,19 +55,7 @@ def train(cfg: DictConfig) -> dict:
                 return {}
     finally:
         finish_wandb()
-    tables = {f"{stage}/{ds}": m for stage, per_ds in ctx.metrics.items() if stage in ("sft", "grpo", "eval")
-              and isinstance(per_ds, dict) for ds, m in per_ds.items() if isinstance(m, dict)}
-    if tables:
-        print(format_table(tables))
-        for name, m in tables.items():  # the figures the demo is judged by
-            print(f"{name}: format-valid {1 - m['parse_fail_rate']:.3f}  acc3 {m['acc3']:.3f}  "
-                  f"acc2 {m.get('acc2', m.get('acc2_non0', float('nan'))):.3f}  mae {m['mae']:.3f}")
-    if "grpo_train" in ctx.metrics:
-        t = ctx.metrics["grpo_train"]
-        print(f"grpo reward: first fifth {t['reward_first_fifth']:.3f} -> last fifth {t['reward_last_fifth']:.3f} "
-              f"(own samples before hints: {t['own_reward_first_fifth']:.3f} -> {t['own_reward_last_fifth']:.3f}; "
-              f"hint rate {t['hint_rate']:.2f}, hard frac {t['hard_frac']:.2f})")
-    print("wall time (s): " + ", ".join(f"{k} {v}" for k, v in ctx.metrics.get("wall_time_s", {}).items()))
+    print(format_summary(ctx.metrics))
     print(f"outputs: {ctx.output_dir}")
     return ctx.metrics
 

@@ -104,8 +104,12 @@ def validate(cfg: DictConfig) -> None:
     if cfg.ckpt_path:
         _check(Path(cfg.ckpt_path).exists(), "ckpt_path", f"{cfg.ckpt_path} does not exist")
 
-    every = cfg.trainer.get("checkpoint_every_n_steps")
-    _check(every is None or (isinstance(every, int) and every >= 1), "trainer.checkpoint_every_n_steps",
+    # Loggers and callbacks are built from their _target_ (msa.runtime.instantiate); null or empty: left out.
+    for key in ("logger", *(f"callbacks.{name}" for name in cfg.get("callbacks") or {})):
+        node = OmegaConf.select(cfg, key)
+        _check(not node or "_target_" in node, key, "needs a _target_ (the class to build), or null to leave it out")
+    every = OmegaConf.select(cfg, "callbacks.step_checkpoint.every_n_train_steps")
+    _check(every is None or (isinstance(every, int) and every >= 1), "callbacks.step_checkpoint.every_n_train_steps",
            f"must be a positive number of steps or null, got {every!r}")
     trained = [s for s in run if s in ("sft", "grpo")]
     _check(not (_distributed(cfg.trainer) and len(trained) > 1), "stage.run",

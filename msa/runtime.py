@@ -1,5 +1,6 @@
-"""What every stage needs from the run: its directory, the hand-offs between stages, loggers,
-and the metrics file. Kept apart from the stages so that each stage file holds only its method."""
+"""What every stage needs from the run: its directory, the hand-offs between stages, the objects built
+from ``_target_`` nodes of the config (loggers, callbacks), and the metrics file and its closing summary.
+Kept apart from the stages so that each stage file holds only its method."""
 
 from __future__ import annotations
 
@@ -105,29 +106,91 @@ def run_setting(cfg: DictConfig, stage: str) -> dict:
             "init_from": str(cfg.init_from or "")}
 
 
-def make_logger(cfg: DictConfig, stage: str, output_dir: Path):
-    """A Lightning logger for one stage (``logger=csv|wandb|none``); None when logging is off.
+def instantiate(node: DictConfig | None, **overrides: Any):
+    """The object a ``_target_`` node of the config describes (a logger, a callback): its ``_target_``
+    called with the node's other keys, then ``overrides``, the values that differ between the stages of
+    one run (a checkpoint directory, a W&B run's name). None for a null or empty node (``logger=none``,
+    ``callbacks.lr_monitor=null``).
 
-    W&B: every run of a study shares ``logger.group`` (default: the preset's ``experiment_name``;
-    ``logger.group=<study>`` on the command line), ``job_type`` is the stage, and the config carries
-    :func:`run_setting`. The eval pass of a training stage (``<stage>-eval``) reuses that stage's run.
+    The overrides go to the constructor as they are, never through the config: a file name such as
+    ``sft-{step}`` or a whole config dict arrives unchanged, not read as OmegaConf syntax.
     """
-    kind = cfg.logger.get("kind", "none")
-    if kind == "none":
+    if node is None or len(node) == 0:
         return None
-    if kind == "csv":
-        from lightning.pytorch.loggers import CSVLogger
+    from hydra.utils import instantiate as hydra_instantiate
 
-        return CSVLogger(save_dir=str(output_dir), name=stage, version="")
-    if kind == "wandb":
-        from lightning.pytorch.loggers import WandbLogger
+    return hydra_instantiate(node, _partial_=True, _convert_="all")(**overrides)
 
-        base = stage.removesuffix("-eval") or stage  # "eval-eval" (stage=eval's own pass) -> "eval"
-        config = {**OmegaConf.to_container(cfg, resolve=True), "setting": run_setting(cfg, base)}
-        return WandbLogger(project=cfg.logger.project, entity=cfg.logger.get("entity"), group=cfg.logger.group,
-                           job_type=base, name=run_name(cfg, base), tags=list(cfg.tags), mode=cfg.logger.mode,
-                           save_dir=str(output_dir), log_model=cfg.logger.get("log_model", False), config=config)
-    raise ValueError(f"logger.kind={kind!r}: use csv, wandb or none")
+
+def logs_to_wandb(cfg: DictConfig) -> bool:
+    """Whether ``logger=`` builds a W&B logger (read from its ``_target_``, without building it)."""
+    from hydra.utils import get_class
+    from lightning.pytorch.loggers import WandbLogger
+
+    node = cfg.get("logger")
+    return bool(node) and issubclass(get_class(node._target_), WandbLogger)
+
+
+def make_logger(cfg: DictConfig, stage: str):
+    """The stage's Lightning logger, built from ``conf/logger`` (``logger=csv|wandb|none``); None when off.
+
+    The config holds what every stage shares (the W&B project, mode and group, the save directory);
+    the stage's own values are set here: its name (the CSV folder ``<run>/<stage>``; for W&B
+    :func:`run_name`), and for W&B the ``job_type`` (the stage) and the run's config (the full config plus
+    :func:`run_setting`). Every run of a study shares ``logger.group`` (default: the preset's
+    ``experiment_name``). The eval pass of a training stage (``<stage>-eval``) reuses that stage's run.
+    """
+    if not cfg.get("logger"):
+        return None
+    if not logs_to_wandb(cfg):
+        return instantiate(cfg.logger, name=stage)
+    base = stage.removesuffix("-eval") or stage  # "eval-eval" (stage=eval's own pass) -> "eval"
+    config = {**OmegaConf.to_container(cfg, resolve=True), "setting": run_setting(cfg, base)}
+    return instantiate(cfg.logger, name=run_name(cfg, base), job_type=base, config=config)
+
+
+def format_summary(metrics: dict[str, Any]) -> str:
+    """The closing summary of a run, from what its stages recorded (:meth:`RunContext.record`, so a
+    stage's new figure shows without an edit here): the per-dataset results (``{key: {dataset: {metric:
+    value}}}``) as one table, then a line per other record with its numbers (text and nested records are
+    in metrics.json). A pair ``<x>_first_<y>`` / ``<x>_last_<y>`` reads as one change.
+
+    >>> print(format_summary({"sft": {"demo": {"acc2": 0.8, "mae": 0.29, "n": 45}},
+    ...                       "grpo_train": {"reward_first_fifth": 2.0104, "reward_last_fifth": 1.99, "steps": 40,
+    ...                                      "teacher": "rule"},
+    ...                       "wall_time_s": {"sft": 379.2, "grpo": 98.0}}))
+    dataset    acc2    mae   n
+    sft/demo  80.00  0.290  45
+    grpo_train: reward first->last fifth 2.01 -> 1.99  steps 40
+    wall_time_s: sft 379.2  grpo 98
+    """
+    from msa.metrics import format_table
+
+    def is_table(v) -> bool:
+        return isinstance(v, dict) and bool(v) and all(isinstance(m, dict) for m in v.values())
+
+    def number(x) -> str:
+        return str(x) if isinstance(x, int) else f"{x:.3f}".rstrip("0").rstrip(".")
+
+    tables = {f"{key}/{ds}": m for key, rec in metrics.items() if is_table(rec) for ds, m in rec.items()}
+    lines = [format_table(tables)] if tables else []
+    for key, rec in metrics.items():
+        if is_table(rec) or not isinstance(rec, dict):
+            continue
+        nums = {k: v for k, v in rec.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        parts = []
+        for k, v in nums.items():
+            if "_last_" in k and k.replace("_last_", "_first_", 1) in nums:
+                continue  # printed with its first
+            last = k.replace("_first_", "_last_", 1)
+            if "_first_" in k and last in nums:
+                x, y = k.split("_first_", 1)
+                parts.append(f"{x} first->last {y} {number(v)} -> {number(nums[last])}")
+            else:
+                parts.append(f"{k} {number(v)}")
+        if parts:
+            lines.append(f"{key}: " + "  ".join(parts))
+    return "\n".join(lines)
 
 
 def summarize_to_wandb(key: str, value: Any) -> None:

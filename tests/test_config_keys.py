@@ -12,7 +12,8 @@ Two checks:
 * ``test_every_key_of_every_option_is_named_in_the_code`` (fast, by name): each leaf key of every
   group option (teacher=hf, logger=wandb, trainer=ddp, ...) is read somewhere in msa/ or train.py by
   its name (``.key``, ``["key"]``, ``.get("key")``, a ``"key"`` constant) or is a parameter of what
-  its node is unpacked into (the Lightning Trainer). It cannot see which node a name belongs to, so it
+  its node is unpacked into (the Lightning Trainer); a key of a ``_target_`` node (logger, callbacks)
+  must be a parameter of the class it names. It cannot see which node a name belongs to, so it
   only catches names nothing uses; the exact check is the slow one.
 
 Keys that are read by no code on purpose are listed in ``NOT_READ`` with the reason.
@@ -72,7 +73,10 @@ def interpolation_targets(value) -> list[str]:
 
 # ---------------------------------------------------------------- recording reads at run time
 
-PROJECT = (str(ROOT / "msa") + "/", str(ROOT / "train.py"))
+# Hydra's instantiate reads a ``_target_`` node's keys for msa.runtime.instantiate (loggers, callbacks): the
+# project's code building the object the node describes, so a read like any other.
+INSTANTIATE = str(Path(__import__("hydra._internal.instantiate._instantiate2", fromlist=["_"]).__file__))
+PROJECT = (str(ROOT / "msa") + "/", str(ROOT / "train.py"), INSTANTIATE)
 _OWN_CODE: set = set()  # the recorder's own functions: skipped when looking for the reader
 
 
@@ -139,7 +143,7 @@ def recording_reads(readers: tuple[str, ...] = PROJECT):
 
     def _get_impl(self, key, default_value, validate_key=True):
         if isinstance(key, str) and _reader(readers):
-            log.add(self._get_full_key(key))
+            log.add(self._get_full_key(getattr(key, "value", key)))  # Hydra's keys are str enums (_Keys.TARGET)
         return get_impl(self, key, default_value, validate_key)
 
     def _select(cfg, key, *args, **kwargs):
@@ -215,6 +219,18 @@ def test_the_recorder_sees_reads_and_flags_an_unread_key(make_cfg):
     assert not log
 
 
+def test_the_recorder_sees_the_keys_of_a_node_built_from_its_target(make_cfg):
+    from msa.runtime import instantiate, make_logger
+
+    cfg = make_cfg("logger=wandb", "logger.mode=disabled")
+    with recording_reads() as log:
+        make_logger(cfg, "sft")
+        for node in cfg.callbacks.values():
+            instantiate(node)
+    assert not [k for k in unread(cfg, log) if k.startswith(("logger.", "callbacks."))]
+    assert {"logger.group", "logger.mode", "callbacks.step_checkpoint.every_n_train_steps"} <= log
+
+
 @pytest.mark.slow
 def test_every_key_of_a_pipeline_run_is_read(make_cfg):
     from msa.models import load_policy
@@ -234,7 +250,7 @@ def test_every_key_of_a_pipeline_run_is_read(make_cfg):
         load_policy(lora.model)
         log_lora = {k for k in log if k.startswith("model.lora.")}
         validate(make_cfg("stage=grpo", "grpo.hard_rule=reward_below", "grpo.hard_threshold=0.5"))
-        make_logger(make_cfg("logger=wandb", "logger.mode=disabled"), "eval", Path(cfg.paths.output_dir))
+        make_logger(make_cfg("logger=wandb", "logger.mode=disabled"), "eval")
     assert log_lora, "LoRA settings were not read with model.lora.enabled=true"
     missing = unread(cfg, log)
     assert not missing, f"config keys that nothing read in a whole pipeline run: {missing}"
@@ -268,6 +284,26 @@ def yaml_keys(node, prefix: str = ""):
             yield from yaml_keys(value, f"{prefix}{key}.")
 
 
+def target_parameters(node, prefix: str = "") -> dict[str, set[str]]:
+    """path -> the keys a ``_target_`` node may hold: the parameters of the class it names, which
+    msa.runtime.instantiate passes them to (WandbLogger hands the ones it does not take to wandb.init)."""
+    from hydra.utils import get_class
+
+    out = {}
+    if isinstance(node, dict):
+        if "_target_" in node:
+            cls = get_class(node["_target_"])
+            params = set(inspect.signature(cls).parameters) | {"_target_"}
+            if cls.__name__ == "WandbLogger":
+                import wandb
+
+                params |= set(inspect.signature(wandb.init).parameters)
+            out[prefix.rstrip(".")] = params
+        for key, value in node.items():
+            out.update(target_parameters(value, f"{prefix}{key}."))
+    return out
+
+
 def test_every_key_of_every_option_is_named_in_the_code():
     import lightning as L
     import yaml
@@ -277,10 +313,13 @@ def test_every_key_of_every_option_is_named_in_the_code():
     for path in sorted(p for p in CONF.rglob("*.yaml") if p.parent.name != "hydra"):
         text = path.read_text()
         package = "" if "@package _global_" in text or path.parent == CONF else f"{path.parent.name}."
-        for key_path in yaml_keys(yaml.safe_load(text), package):
+        node = yaml.safe_load(text)
+        targets = target_parameters(node, package)
+        for key_path in yaml_keys(node, package):
             key = key_path.split(".")[-1]
             if key_path.split(".")[0] in NOT_READ or key_path in NOT_READ or key_path.startswith(READ_BY_NAME):
                 continue
-            if key not in names:
+            parent = key_path.rpartition(".")[0]
+            if key not in (targets[parent] if parent in targets else names):
                 missing[f"{path.relative_to(CONF)}: {key_path}"] = key
     assert not missing, f"config keys whose name no code uses: {sorted(missing)}"

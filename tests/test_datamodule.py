@@ -7,8 +7,8 @@ import pytest
 import torch
 from data_fixtures import make_sims_set, processor  # noqa: F401  (pytest fixture)
 
-from msa.data.datamodule import (DATAMODULES, DemoDataModule, MOSEIDataModule, MSADataModule, SkipCounter,
-                                 build_datamodule)
+from msa.callbacks import SkipCounter
+from msa.data.datamodule import DATAMODULES, DemoDataModule, MOSEIDataModule, MSADataModule, build_datamodule
 from msa.data.media import MediaError, NoAudioError
 
 BROKEN = {"video_0001$_$0002": "truncated", "video_0002$_$0001": "missing"}

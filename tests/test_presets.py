@@ -48,3 +48,18 @@ def test_no_trainer_option_trains_half_precision_weights(trainer, make_cfg):
     """bf16-true / 16-true cast the trainable weights (and AdamW's state): lr ~1e-6 updates round away."""
     precision = str(make_cfg(f"trainer={trainer}").trainer.precision)
     assert precision in ("32-true", "32", "bf16-mixed", "16-mixed", "64-true"), (trainer, precision)
+
+
+@pytest.mark.parametrize("overrides", [[f"trainer={t}"] for t in TRAINERS] + [[f"experiment={p}"] for p in PRESETS]
+                         + [["debug=fdr"], ["debug=limit"]])
+def test_trainer_options_hold_only_trainer_arguments(overrides, make_cfg):
+    """``conf/trainer`` (and what presets add to it) is unpacked into ``lightning.Trainer`` by
+    msa.stages.common.build_trainer, which gives the logger, the callbacks and the run directory itself:
+    checkpoints and loggers live in conf/callbacks and conf/logger."""
+    import inspect
+
+    import lightning as L
+
+    params = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "logger", "callbacks", "default_root_dir"}
+    keys = set(make_cfg(*overrides).trainer)
+    assert keys and keys <= params, sorted(keys - params)

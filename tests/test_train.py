@@ -28,7 +28,8 @@ def run_cli(args, cache_dir, timeout=600):
                                      ("grpo.num_generations=1", "grpo.num_generations"),
                                      ("data.on_error=ignore", "data.on_error"),
                                      ("trainer=ddp_cpu", "stage.run"),
-                                     ("trainer.checkpoint_every_n_steps=0", "trainer.checkpoint_every_n_steps")])
+                                     ("callbacks.step_checkpoint.every_n_train_steps=0",
+                                      "callbacks.step_checkpoint.every_n_train_steps")])
 def test_bad_values_fail_with_one_line_naming_the_key(arg, key, cache_dir):
     r = run_cli([arg], cache_dir, timeout=120)
     assert r.returncode != 0
@@ -176,7 +177,8 @@ def test_grpo_writes_a_resumable_checkpoint_every_n_steps(make_cfg):
 
     from train import train
 
-    cfg = make_cfg("stage=grpo", *SMALL, "grpo.max_steps=3", "trainer.checkpoint_every_n_steps=2")
+    cfg = make_cfg("stage=grpo", *SMALL, "grpo.max_steps=3",
+                   "callbacks.step_checkpoint.every_n_train_steps=2")
     train(cfg)
     saved = torch.load(Path(cfg.grpo.checkpoint_dir) / "last.ckpt", weights_only=True)
     assert saved["global_step"] in (2, 3)  # step 2 by the periodic callback, step 3 if the run end wrote one

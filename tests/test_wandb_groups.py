@@ -15,7 +15,7 @@ import pytest
 
 SMALL = ["model=tiny", "data.limit=2", "data.n_clips=24", "eval.max_new_tokens=4", "eval.datasets=[demo]",
          "grpo.max_steps=1", "grpo.max_new_tokens=4", "grpo.num_generations=2", "data.batch_size=2",
-         "trainer.checkpoint_every_n_steps=null"]
+         "callbacks.step_checkpoint.every_n_train_steps=null"]
 
 _BLOCK = 32768  # LevelDB log block size
 _HEADER = 7  # crc32 (4), length (2), type (1); W&B's file header is 7 bytes too

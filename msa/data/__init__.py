@@ -7,7 +7,7 @@ one LightningDataModule per dataset.
     cache.py       MediaCache: processor outputs per clip on disk, keyed by content + settings
     dataset.py     MSADataset: one split as sample dicts (or SkippedSample markers)
     collate.py     MultimodalCollator: samples -> thinker inputs, token expansion by the processor
-    datamodule.py  MSADataModule and its per-dataset subclasses; SkipReport, SkipCounter
+    datamodule.py  MSADataModule and its per-dataset subclasses; SkipReport (filled by msa.callbacks.SkipCounter)
 
 Names are imported lazily so that ``import msa.data.labels`` does not pull in torch or lightning.
 """
@@ -22,8 +22,8 @@ _EXPORTS = {
     "MediaCache": "cache",
     "MSADataset": "dataset", "SkippedSample": "dataset",
     "MultimodalCollator": "collate",
-    "DATAMODULES": "datamodule", "MSADataModule": "datamodule", "SkipCounter": "datamodule",
-    "SkipReport": "datamodule", "build_datamodule": "datamodule",
+    "DATAMODULES": "datamodule", "MSADataModule": "datamodule", "SkipReport": "datamodule",
+    "build_datamodule": "datamodule",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -43,29 +43,35 @@ def seed_stage(seed: int, stage: str) -> int:
 
 
 def build_trainer(ctx, stage: str, *, monitor: str | None, ckpt_dir: str, **overrides):
-    """A Lightning Trainer from ``conf/trainer`` plus the stage's needs (checkpoints, logger, skips)."""
-    import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    """A Lightning Trainer for a training stage: ``conf/trainer`` (Trainer arguments only) updated with the
+    stage's ``overrides``, the callbacks of ``conf/callbacks`` and the logger of ``conf/logger``.
 
-    from msa.data.datamodule import SkipCounter
-    from msa.runtime import make_logger
+    One callbacks config serves every stage of a run, so the values that differ between stages are set
+    here: the checkpoints' directory, the file name ``<stage>-{step}`` and the monitored metric (a stage
+    that monitors nothing keeps ``last.ckpt`` only).
+    """
+    import lightning as L
+
+    from msa.runtime import instantiate, make_logger
 
     # The frozen audio/vision towers are in eval mode on purpose (no dropout, fixed statistics).
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     cfg = ctx.cfg
     targs = OmegaConf.to_container(cfg.trainer, resolve=True)
     targs.update({k: v for k, v in overrides.items() if v is not None})
-    every = targs.pop("checkpoint_every_n_steps", None)
-    callbacks = [SkipCounter(),
-                 # the best epoch by the monitored metric (SFT), and last.ckpt at each epoch end
-                 ModelCheckpoint(dirpath=ckpt_dir, filename=f"{stage}-{{step}}", monitor=monitor,
-                                 mode="max", save_last=True, save_top_k=1 if monitor else 0)]
-    if every:  # last.ckpt every N steps too, so a crash mid-epoch (or mid-GRPO) loses at most N steps
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, monitor=None, save_top_k=0, save_last=True,
-                                         every_n_train_steps=int(every)))
-    logger = make_logger(cfg, stage, ctx.output_dir)
-    if logger is not None and cfg.callbacks.get("lr_monitor", False):
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    logger = make_logger(cfg, stage)
+    per_stage = {"checkpoint": {"dirpath": ckpt_dir, "filename": f"{stage}-{{step}}", "monitor": monitor,
+                                **({} if monitor else {"save_top_k": 0})},
+                 "step_checkpoint": {"dirpath": ckpt_dir}}
+    callbacks = []
+    for name, node in (cfg.callbacks or {}).items():
+        if name == "lr_monitor" and logger is None:  # it logs through the logger
+            continue
+        if name == "step_checkpoint" and node and node.get("every_n_train_steps") is None:
+            continue  # null: last.ckpt at epoch ends only, which "checkpoint" writes already
+        callback = instantiate(node, **per_stage.get(name, {}))
+        if callback is not None:
+            callbacks.append(callback)
     trainer = L.Trainer(logger=logger if logger is not None else False, callbacks=callbacks,
                         default_root_dir=str(ctx.output_dir), **targs)
     ctx.loggers = [logger] if logger is not None else []

@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 def evaluate_policy(ctx, policy, *, stage: str, answer: str) -> dict:
     """Run ``eval.split`` of each eval target through ``policy``; write predictions, return metrics."""
     from msa.plan import answer_range, eval_targets
-    from msa.runtime import log_table, make_logger
     from msa.data.datamodule import build_datamodule
+    from msa.runtime import log_table, logs_to_wandb, make_logger
 
     cfg = ctx.cfg
     ecfg = cfg.eval
@@ -63,9 +63,8 @@ def evaluate_policy(ctx, policy, *, stage: str, answer: str) -> dict:
     with (out_dir / "predictions.jsonl").open("w", encoding="utf-8") as f:
         for r in all_records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    logger = make_logger(cfg, f"{stage}-eval", ctx.output_dir) if cfg.logger.get("kind") == "wandb" else None
-    if logger is not None:
-        log_table([logger], f"{stage}/predictions", pd.DataFrame(all_records))
+    if logs_to_wandb(cfg):  # this pass logs a table only, which only W&B takes
+        log_table([make_logger(cfg, f"{stage}-eval")], f"{stage}/predictions", pd.DataFrame(all_records))
     return results
 
 
