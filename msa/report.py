@@ -483,7 +483,7 @@ def plot_figure(groups: dict[str, list[Run]], out_dir: Path, window: int = 5) ->
         raise ReportError(f"Fig. 3 needs runs of {', '.join(missing)}")
     return [plot_reward_curves(curves, out_dir / "fig3_reward.png", window=window, column="reward",
                                title="Fig. 3: GRPO reward"),
-            plot_reward_curves(curves, out_dir / "fig3_own_reward.png", window=window, column="hint/reward_before",
+            plot_reward_curves(curves, out_dir / "fig3_own_reward.png", window=window, column="own_reward",
                                title="GRPO reward of the policy's own samples (before hints)")]
 
 

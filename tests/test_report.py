@@ -32,7 +32,7 @@ def make_run(root, name, stages, *, hint=True, hard=True, seed=0, answer="dc", i
     (d / "metrics.json").write_text(json.dumps(metrics or {}))
     if rewards is not None:
         (d / "grpo").mkdir()
-        pd.DataFrame({"step": range(len(rewards)), "reward": rewards, "hint/reward_before": rewards}).to_csv(
+        pd.DataFrame({"step": range(len(rewards)), "reward": rewards, "own_reward": rewards}).to_csv(
             d / "grpo" / "train_history.csv", index=False)
     return d
 

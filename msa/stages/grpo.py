@@ -110,7 +110,7 @@ class GRPOModule(PolicyModule):
         # 1. sample G answers per prompt (group-major: rows b*G .. b*G+G-1 belong to prompt b), 2. reward
         s = self._sample(batch, media, rows, prompts)
         self._reward(s, labels)
-        reward_before = s.rewards.mean().item()
+        own_reward = s.rewards.mean().item()  # the policy's own samples, before hinted groups replace hard ones
         # 3. hard prompts: every rollout's polarity wrong (or every reward below the threshold)
         is_hard = find_hard(s.right.view(B, G).cpu(), s.rewards.view(B, G).cpu(), g.hard_rule, g.hard_threshold)
         regen, drop = select_groups(is_hard, hint=self.hint, keep_hard=self.hard)
@@ -128,7 +128,7 @@ class GRPOModule(PolicyModule):
         keep = (~drop).repeat_interleave(G)  # hard=false: dropped groups leave the loss entirely
         # 6-9. loss -> backward -> clip -> step (num_iterations passes over this batch)
         stats = self._optimise(batch, media, s, adv, keep)
-        self._log_step(step, batch, s, adv, is_hard, reward_before, stats)
+        self._log_step(step, batch, s, adv, is_hard, own_reward, stats)
         return None
 
     def _empty_step(self):
@@ -258,7 +258,7 @@ class GRPOModule(PolicyModule):
         return self.global_step + self.idle_steps
 
     # ---------------------------------------------------------------- logging
-    def _log_step(self, step, batch, s, adv, is_hard, reward_before, stats):
+    def _log_step(self, step, batch, s, adv, is_hard, own_reward, stats):
         G = self.g.num_generations
         m = {
             "frac_reward_zero_std": frac_zero_std(s.rewards.cpu(), G),
@@ -269,7 +269,7 @@ class GRPOModule(PolicyModule):
             "completions/clipped_ratio": s.clipped.float().mean().item(),
             "hint/rate": s.hinted.float().mean().item(),
             "hard/frac": is_hard.float().mean().item(),
-            "hint/reward_before": reward_before,
+            "own_reward": own_reward,
             "hint/reward_after": s.rewards.mean().item(),
             "skipped_step": stats["skipped"],
             "loss_rows": stats["rows"],  # rollouts in the loss (hard=false removes dropped groups)
@@ -303,7 +303,7 @@ class GRPOModule(PolicyModule):
     def _metric_keys() -> list[str]:
         return ["frac_reward_zero_std", "kl", "entropy", "loss", "clip_ratio/low_mean",
                 "clip_ratio/high_mean", "clip_ratio/region_mean", "completions/mean_length",
-                "completions/clipped_ratio", "hint/rate", "hard/frac", "hint/reward_before", "hint/reward_after",
+                "completions/clipped_ratio", "hint/rate", "hard/frac", "own_reward", "hint/reward_after",
                 "skipped_step", "loss_rows"]
 
     def _write_completions(self, step, batch, s, adv):
@@ -377,9 +377,9 @@ def run(ctx) -> dict:
     hist = pd.DataFrame(module.history)
     hist.to_csv(out / "train_history.csv", index=False)
     first, last = fifths(hist["reward"].tolist() if len(hist) else [])
-    # The reward of the policy's own samples (before hinted groups replace hard ones): the curve that
+    # own_reward (the policy's own samples, before hinted groups replace hard ones) is the curve that
     # compares across hint=true/false; "reward" after replacement credits the given polarity.
-    own_first, own_last = fifths(hist["hint/reward_before"].tolist() if len(hist) else [])
+    own_first, own_last = fifths(hist["own_reward"].tolist() if len(hist) else [])
     train_summary = {"reward_first_fifth": first, "reward_last_fifth": last,
                      "own_reward_first_fifth": own_first, "own_reward_last_fifth": own_last,
                      "hint_rate": float(hist["hint/rate"].mean()) if len(hist) else float("nan"),
