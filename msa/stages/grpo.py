@@ -38,7 +38,7 @@ Where we depart from the paper or from TRL, and why:
 9. Shared prompt (``grpo.shared_prompt=true``, the default): the language model runs each prompt once
    per pass and repeats its KV cache to the G rollouts, for sampling, the hinted regeneration (the
    prefill is appended to the same cache) and the policy/reference/old-policy scoring
-   (:mod:`msa.rl.rollout`). Same draws, log-probs and gradients as running the prompt G times
+   (:mod:`msa.rl.shared_prompt`). Same draws, log-probs and gradients as running the prompt G times
    (``false``, kept for comparison), at P + G*C instead of G*(P + C) positions per pass.
 10. DDP: every rank joins every collective of a step, even one with nothing to learn (all groups
     dropped, or the batch skipped): it backpropagates a zero loss and steps with the others, so
@@ -58,13 +58,14 @@ import torch
 
 from msa.dc import HINT_FOLLOWS, hint_prefill, polarity_of
 from msa.generation import suppressed_ids
-from msa.models import export_policy
+from msa.models import export_policy, unwrap_peft
 from msa.models.encode import encode_media
 from msa.rl.advantages import frac_zero_std, group_advantages, reward_moments, std_from_moments
 from msa.rl.hard import find_hard, select_groups
 from msa.rl.losses import grpo_loss, token_entropy, token_logprobs
 from msa.rl.rewards import REWARD_FUNCS, total_reward
-from msa.rl.rollout import completion_logits, prompt_pass, sample
+from msa.rl.rollout import completion_logits, sample
+from msa.rl.shared_prompt import prompt_pass
 from msa.rl.types import reward_metrics
 from msa.stages.base import PolicyModule
 
@@ -72,8 +73,13 @@ log = logging.getLogger(__name__)
 
 
 class GRPOModule(PolicyModule):
-    def __init__(self, policy, gcfg, *, dataset: str, hint: bool, hard: bool, out_dir: str | Path):
+    """``sampler``: what draws the G answers per prompt (:func:`msa.rl.rollout.sample`'s signature and
+    Rollout); tests pass scripted ones, benchmarks a timed wrapper."""
+
+    def __init__(self, policy, gcfg, *, dataset: str, hint: bool, hard: bool, out_dir: str | Path,
+                 sampler=sample):
         super().__init__(policy)
+        self.sampler = sampler
         if gcfg.num_generations < 2:
             raise ValueError("grpo.num_generations: GRPO needs at least 2 generations per prompt")
         self.automatic_optimization = False
@@ -103,7 +109,7 @@ class GRPOModule(PolicyModule):
         B = batch["input_ids"].shape[0]
         labels = [float(x) for x in batch["label"]]
         rows = torch.arange(B, device=self.device)
-        media = encode_media(self.policy.base, batch) if g.reuse_encoder_outputs else None
+        media = encode_media(unwrap_peft(self.model), batch) if g.reuse_encoder_outputs else None
         # shared path: every prompt goes through the model once; sampling and the hint reuse its cache
         prompts = self._prompt_pass(batch, media, rows) if g.shared_prompt else None
 
@@ -142,14 +148,14 @@ class GRPOModule(PolicyModule):
     # ---------------------------------------------------------------- pieces of the step
     def _prompt_pass(self, batch, media, rows):
         with torch.no_grad():
-            return prompt_pass(self.model, self.policy.base, batch, media, rows, batch["use_audio_in_video"])
+            return prompt_pass(self.model, unwrap_peft(self.model), batch, media, rows, batch["use_audio_in_video"])
 
     def _sample(self, batch, media, rows, prompts, prefills=None):
         g = self.g
-        return sample(self.model, self.policy.base, self.policy.tokenizer, batch, media, rows,
-                      group_size=g.num_generations, max_new_tokens=g.max_new_tokens,
-                      temperature=g.temperature, top_p=g.top_p, use_audio_in_video=batch["use_audio_in_video"],
-                      prefills=prefills, prefill_follows=HINT_FOLLOWS if prefills else "", prompts=prompts)
+        return self.sampler(self.model, unwrap_peft(self.model), self.policy.tokenizer, batch, media, rows,
+                            group_size=g.num_generations, max_new_tokens=g.max_new_tokens,
+                            temperature=g.temperature, top_p=g.top_p, use_audio_in_video=batch["use_audio_in_video"],
+                            prefills=prefills, prefill_follows=HINT_FOLLOWS if prefills else "", prompts=prompts)
 
     def _reward(self, s, labels):
         """Attach the rewards of the rollouts' texts (prefill included) to ``s``."""
@@ -159,7 +165,7 @@ class GRPOModule(PolicyModule):
         s.set_rewards(torch.tensor(totals, dtype=torch.float32), per_fn, torch.tensor([v > 0 for v in per_fn["polarity"]]))
 
     def _logits(self, batch, media, s, model=None):
-        thinker = self.policy.base if model is None else _thinker(model)
+        thinker = unwrap_peft(model or self.model)
         return completion_logits(model or self.model, thinker, batch, media, s.prompt_rows, s.completion_ids,
                                  s.completion_mask, batch["use_audio_in_video"],
                                  suppress=suppressed_ids(self.policy.tokenizer),
@@ -342,10 +348,6 @@ class GRPOModule(PolicyModule):
         super().on_load_checkpoint(checkpoint)
         self.history = list(checkpoint.get("msa_grpo_history", []))
         self.idle_steps = int(checkpoint.get("msa_grpo_idle_steps", 0))
-
-
-def _thinker(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def fifths(values: list[float]) -> tuple[float, float]:
