@@ -48,9 +48,16 @@ def load_completions(run_dir: str | Path) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 
+# Columns of grpo/train_history.csv written under another name by older runs: old -> current.
+RENAMED_HISTORY_COLUMNS = {"hint/reward_before": "own_reward"}
+
+
 def reward_curve(run_dir: str | Path) -> pd.DataFrame:
-    """Per-step GRPO scalars (reward, hint/rate, hard/frac, kl, ...) from ``grpo/train_history.csv``."""
-    return pd.read_csv(Path(run_dir) / "grpo" / "train_history.csv")
+    """Per-step GRPO scalars (reward, own_reward, hint/rate, hard/frac, kl, ...) from ``grpo/train_history.csv``
+    (older runs' columns upgraded: ``hint/reward_before`` read as ``own_reward``)."""
+    history = pd.read_csv(Path(run_dir) / "grpo" / "train_history.csv")
+    return history.rename(columns={old: new for old, new in RENAMED_HISTORY_COLUMNS.items()
+                                   if old in history and new not in history})
 
 
 def smooth(values: pd.Series, window: int = 5) -> pd.Series:
@@ -60,7 +67,7 @@ def smooth(values: pd.Series, window: int = 5) -> pd.Series:
 def plot_reward_curves(runs: dict[str, str | Path | Sequence[str | Path]], out_png: str | Path, window: int = 5,
                        column: str = "reward", title: str | None = None) -> Path:
     """A per-step GRPO scalar (default the mean reward) for each named run, e.g.
-    ``{"hint=true": dir1, "hint=false": dir2}``; ``column="hint/reward_before"`` plots the reward of the
+    ``{"hint=true": dir1, "hint=false": dir2}``; ``column="own_reward"`` plots the reward of the
     policy's own samples, before hinted groups replace hard ones. A name may map to several runs (seeds):
     their mean is drawn, with a +-1 std band over the seeds at each step."""
     import matplotlib

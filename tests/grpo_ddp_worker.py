@@ -11,15 +11,16 @@ LR and global step to OUT_DIR/rank{r}.pt.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import lightning as L
 import torch
-from omegaconf import OmegaConf
 
-import msa.stages.grpo as grpo_mod
+from conftest import LORA_R4, compose_node
 from msa.data.datamodule import DemoDataModule
 from msa.dc import polarity_of
 from msa.models import load_policy, trainable_parameters
+from msa.stages.grpo import GRPOModule
 from scripted_rollouts import rollout_from_texts
 
 
@@ -56,25 +57,20 @@ def main(case: str, out: str, cache: str) -> None:
                 pre_lens.append(0)
         return rollout_from_texts(tokenizer, texts, pre_lens, rows, group_size)
 
-    grpo_mod.sample = fake_sample
-
-    class Module(grpo_mod.GRPOModule):
+    class Module(GRPOModule):
         def training_step(self, batch, batch_idx):
             if case == "skipped" and self.global_rank == 0:
                 batch = dm.collator()([])  # what the collator returns when every clip was skipped
             return super().training_step(batch, batch_idx)
 
     L.seed_everything(0)
-    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=cache, dtype="float32", use_audio_in_video=True,
-                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
-    policy = load_policy(mcfg)
-    g = OmegaConf.create(dict(num_generations=4, temperature=1.0, top_p=1.0, max_new_tokens=48, beta=0.1, epsilon=0.2,
-                              epsilon_high=None, num_iterations=1, loss_type="dapo", scale_rewards="batch",
-                              reward_weights={"format": 1.0, "polarity": 1.0, "score": 1.0}, score_form="linear",
-                              hard_rule="all_wrong", hard_threshold=None, lr=1e-2, weight_decay=0.0, warmup_steps=0,
-                              max_grad_norm=1.0, max_steps=2, reuse_encoder_outputs=True, shared_prompt=True, log_completions_every=0,
-                              checkpoint_dir="unused"))
-    module = Module(policy, g, dataset="demo", hint=True, hard=case != "dropped", out_dir=out)
+    paths = dict(cache_dir=Path(cache), output_dir=Path(out))
+    policy = load_policy(compose_node("model", LORA_R4, **paths))
+    # dapo and batch-scaled rewards: the two settings whose denominators are gathered over ranks
+    g = compose_node("grpo", ["grpo.num_generations=4", "grpo.max_new_tokens=48", "grpo.loss_type=dapo",
+                              "grpo.scale_rewards=batch", "grpo.lr=1e-2", "grpo.max_steps=2",
+                              "grpo.log_completions_every=0"], **paths)
+    module = Module(policy, g, dataset="demo", hint=True, hard=case != "dropped", out_dir=out, sampler=fake_sample)
     before = {k: v.detach().clone() for k, v in trainable_parameters(policy.model).items()}
     trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         limit_val_batches=0, accelerator="cpu", strategy="ddp", devices=2)

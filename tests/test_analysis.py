@@ -53,7 +53,7 @@ def test_hint_ablation_script_compares_own_rewards_over_seeds(tmp_path, capsys):
         (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in ["stage=grpo", *name.split(",")]))
         (job / "metrics.json").write_text(json.dumps({"grpo": {"demo": {"acc2": 0.5 + i / 10, "mae": 0.2,
                                                                    "parse_fail_rate": 0.1}}}))
-        pd.DataFrame({"step": range(5), "reward": rewards, "hint/reward_before": rewards,
+        pd.DataFrame({"step": range(5), "reward": rewards, "own_reward": rewards,
                       "hard/frac": [0.5] * 5}).to_csv(job / "grpo" / "train_history.csv", index=False)
     plot.main(str(tmp_path))
     out = capsys.readouterr().out
@@ -62,6 +62,22 @@ def test_hint_ablation_script_compares_own_rewards_over_seeds(tmp_path, capsys):
     assert [float(x) for x in rows["hint=true"][:2]] == [1.0, 4.0]
     assert [float(x) for x in rows["hint=false"][:2]] == [1.0, 1.0]
     assert (tmp_path / "reward_curves.png").exists()
+
+
+def test_runs_written_before_the_own_reward_rename_are_read_under_the_new_name(tmp_path):
+    """Older runs logged the policy's own reward as ``hint/reward_before``: it is read as ``own_reward`` (the
+    column the report's Fig. 3, the hint-ablation script and notebook 02 plot); a current run is read as is."""
+    old = tmp_path / "old"
+    (old / "grpo").mkdir(parents=True)
+    pd.DataFrame({"step": [0, 1], "reward": [2.0, 3.0], "hint/reward_before": [1.0, 1.5]}).to_csv(
+        old / "grpo" / "train_history.csv", index=False)
+    curve = reward_curve(old)
+    assert list(curve.columns) == ["step", "reward", "own_reward"]
+    assert curve["own_reward"].tolist() == [1.0, 1.5] and curve["reward"].tolist() == [2.0, 3.0]
+    new = make_run(tmp_path / "new", [0.0, 1.0])
+    assert list(reward_curve(new).columns) == ["step", "reward"]
+    png = plot_reward_curves({"old": old}, tmp_path / "own.png", column="own_reward")
+    assert png.stat().st_size > 1000
 
 
 def chains_fixture():

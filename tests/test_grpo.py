@@ -15,30 +15,30 @@ import lightning as L
 import pandas as pd
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-import msa.stages.grpo as grpo_mod
+from conftest import LORA_R4
 from msa.data.datamodule import DemoDataModule
 from msa.dc import polarity_of
-from msa.models import load_policy
+from msa.models import load_policy, unwrap_peft
+from msa.stages.grpo import GRPOModule
 from scripted_rollouts import rollout_from_texts
 
 G = 4
+# Where these tests leave conf/grpo/default.yaml: short answers, a large lr (one step must move the
+# adapter), one step, every step's completions written.
+GRPO_TEST = (f"grpo.num_generations={G}", "grpo.max_new_tokens=48", "grpo.lr=1e-2", "grpo.max_steps=1",
+             "grpo.log_completions_every=1")
 
 
-def gcfg(**kw):
-    base = dict(num_generations=G, temperature=1.0, top_p=1.0, max_new_tokens=48, beta=0.1, epsilon=0.2,
-                epsilon_high=None, num_iterations=1, loss_type="grpo", scale_rewards="group",
-                reward_weights={"format": 1.0, "polarity": 1.0, "score": 1.0}, score_form="linear",
-                hard_rule="all_wrong", hard_threshold=None, lr=1e-2, weight_decay=0.0, warmup_steps=0,
-                max_grad_norm=1.0, max_steps=1, reuse_encoder_outputs=True, shared_prompt=True, log_completions_every=1,
-                checkpoint_dir="unused")
-    base.update(kw)
-    return OmegaConf.create(base)
+@pytest.fixture(scope="module")
+def gcfg(grpo_cfg):
+    """The GRPO node these tests train with, plus a test's own overrides."""
+    return lambda *overrides: grpo_cfg(*GRPO_TEST, *overrides)
 
 
 def scripted_sampler(calls: list):
-    """Stands in for msa.rl.rollout.sample: deterministic answers that depend on the prompt and hint."""
+    """Stands in for msa.rl.rollout.sample (GRPOModule's ``sampler``): deterministic answers that depend
+    on the prompt and hint."""
 
     def fake(model, thinker, tokenizer, batch, media, rows, *, group_size, prefills=None, **kw):
         calls.append({"rows": rows.tolist(), "prefills": prefills})
@@ -82,14 +82,12 @@ def demo(cache_dir, tiny_dir):
     return dm
 
 
-def run_step(cache_dir, demo, tmp_path, monkeypatch, *, hint=True, hard=True, **kw):
+def run_step(tiny_cfg, gcfg, demo, tmp_path, *overrides, hint=True, hard=True):
     calls = []
-    monkeypatch.setattr(grpo_mod, "sample", scripted_sampler(calls))
     torch.manual_seed(0)
-    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), dtype="float32", use_audio_in_video=True,
-                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
-    policy = load_policy(mcfg)
-    module = grpo_mod.GRPOModule(policy, gcfg(**kw), dataset="demo", hint=hint, hard=hard, out_dir=tmp_path)
+    policy = load_policy(tiny_cfg(*LORA_R4))
+    module = GRPOModule(policy, gcfg(*overrides), dataset="demo", hint=hint, hard=hard, out_dir=tmp_path,
+                        sampler=scripted_sampler(calls))
     before = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
     trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         limit_val_batches=0, accelerator="cpu")
@@ -99,8 +97,8 @@ def run_step(cache_dir, demo, tmp_path, monkeypatch, *, hint=True, hard=True, **
     return module, policy, before, calls, table
 
 
-def test_hint_replaces_hard_group_and_creates_signal(cache_dir, demo, tmp_path, monkeypatch):
-    module, policy, before, calls, table = run_step(cache_dir, demo, tmp_path, monkeypatch, hint=True)
+def test_hint_replaces_hard_group_and_creates_signal(tiny_cfg, gcfg, demo, tmp_path):
+    module, policy, before, calls, table = run_step(tiny_cfg, gcfg, demo, tmp_path, hint=True)
     assert len(calls) == 2 and calls[1]["rows"] == [0]  # one batched regeneration, hard prompt only
     assert module.history[-1]["loss_rows"] == 2 * G  # the hinted group replaced, not added
     assert calls[1]["prefills"] == ["<polarity>negative</polarity>"]
@@ -114,11 +112,11 @@ def test_hint_replaces_hard_group_and_creates_signal(cache_dir, demo, tmp_path, 
     g1 = table[table.prompt_id != table.prompt_id.iloc[0]]
     assert not g1.hinted.any() and g1.advantage.abs().min() > 0.1
     # reward before the hint: group 0 earned 1 (format) each, group 1 2 + score; after: group 0 earns 2 + score
-    assert h["hint/reward_after"] > h["hint/reward_before"]
+    assert h["hint/reward_after"] > h["own_reward"]
 
 
-def test_without_hint_hard_group_keeps_zero_advantages(cache_dir, demo, tmp_path, monkeypatch):
-    module, policy, before, calls, table = run_step(cache_dir, demo, tmp_path, monkeypatch, hint=False)
+def test_without_hint_hard_group_keeps_zero_advantages(tiny_cfg, gcfg, demo, tmp_path):
+    module, policy, before, calls, table = run_step(tiny_cfg, gcfg, demo, tmp_path, hint=False)
     assert len(calls) == 1  # no regeneration
     g0 = table[table.prompt_id == table.prompt_id.iloc[0]]
     assert not g0.hinted.any()
@@ -126,22 +124,22 @@ def test_without_hint_hard_group_keeps_zero_advantages(cache_dir, demo, tmp_path
     assert module.history[-1]["hard/frac"] == 0.5 and module.history[-1]["hint/rate"] == 0.0
 
 
-def test_hard_false_drops_hard_groups(cache_dir, demo, tmp_path, monkeypatch):
-    module, policy, before, calls, table = run_step(cache_dir, demo, tmp_path, monkeypatch, hint=True, hard=False)
+def test_hard_false_drops_hard_groups(tiny_cfg, gcfg, demo, tmp_path):
+    module, policy, before, calls, table = run_step(tiny_cfg, gcfg, demo, tmp_path, hint=True, hard=False)
     assert len(calls) == 1  # dropped groups are not regenerated
     assert module.history[-1]["skipped_step"] == 0.0  # prompt 1 still trains
     assert module.history[-1]["loss_rows"] == G  # only prompt 1's group is in the loss
 
 
-def test_only_trainable_parameters_change(cache_dir, demo, tmp_path, monkeypatch):
-    module, policy, before, calls, table = run_step(cache_dir, demo, tmp_path, monkeypatch, hint=True)
+def test_only_trainable_parameters_change(tiny_cfg, gcfg, demo, tmp_path):
+    module, policy, before, calls, table = run_step(tiny_cfg, gcfg, demo, tmp_path, hint=True)
     changed = {n for n, p in policy.model.named_parameters() if not torch.equal(p, before[n])}
     trainable = {n for n, p in policy.model.named_parameters() if p.requires_grad}
     assert changed <= trainable
     assert {n for n in trainable if "lora_B" in n} <= changed  # every adapter output matrix moved
 
 
-def test_prefill_tokens_get_zero_gradient(cache_dir, demo, monkeypatch):
+def test_prefill_tokens_get_zero_gradient(demo):
     """The loss mask built in the step zeroes the prefill: d loss / d logp there is exactly 0."""
     from msa.rl.losses import grpo_loss
 
@@ -159,12 +157,12 @@ def test_prefill_tokens_get_zero_gradient(cache_dir, demo, monkeypatch):
     assert torch.all(logp.grad[loss_mask.bool()] != 0)
 
 
-def test_anchored_hint_scores_the_hinted_group_against_the_group_it_replaces(cache_dir, demo, tmp_path, monkeypatch):
+def test_anchored_hint_scores_the_hinted_group_against_the_group_it_replaces(tiny_cfg, gcfg, demo, tmp_path):
     """hint_mode=anchored: prompt 0's own group scored 1.0 each (format only); its hinted rollouts
     (format 1 + polarity 1 + score) are centred on that 1.0, scaled by the std of all 8 rewards, so every
     one of them is pushed up, and the prefill tokens are in the loss (the polarity itself is learned)."""
-    module, policy, before, calls, table = run_step(cache_dir, demo, tmp_path, monkeypatch, hint=True,
-                                                    hint_mode="anchored")
+    module, policy, before, calls, table = run_step(tiny_cfg, gcfg, demo, tmp_path, "grpo.hint_mode=anchored",
+                                                    hint=True)
     g0 = table[table.prompt_id == table.prompt_id.iloc[0]]
     assert g0.hinted.all()
     r = g0.reward.to_numpy()
@@ -177,7 +175,7 @@ def test_anchored_hint_scores_the_hinted_group_against_the_group_it_replaces(cac
     g1 = table[table.prompt_id != table.prompt_id.iloc[0]]
     assert abs(g1.advantage.sum()) < 1e-5
     # the paper's reading on the same step: the hinted group is its own baseline
-    _, _, _, _, paper = run_step(cache_dir, demo, tmp_path / "paper", monkeypatch, hint=True)
+    _, _, _, _, paper = run_step(tiny_cfg, gcfg, demo, tmp_path / "paper", hint=True)
     p0 = paper[paper.prompt_id == paper.prompt_id.iloc[0]]
     assert abs(p0.advantage.sum()) < 1e-5 and (p0.advantage < 0).any()
 
@@ -198,52 +196,47 @@ def test_prefill_tokens_join_the_loss_in_anchored_mode(demo):
     assert s.select(torch.arange(G)).prefill_in_loss  # the flag survives selection
 
 
-def test_unknown_hint_mode_is_refused(cache_dir):
-    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), use_audio_in_video=True,
-                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
+def test_unknown_hint_mode_is_refused(tiny_cfg, gcfg):
     with pytest.raises(ValueError, match="grpo.hint_mode"):
-        grpo_mod.GRPOModule(load_policy(mcfg), gcfg(hint_mode="always"), dataset="demo", hint=True, hard=True,
-                            out_dir="unused")
+        GRPOModule(load_policy(tiny_cfg(*LORA_R4)), gcfg("grpo.hint_mode=always"), dataset="demo", hint=True,
+                   hard=True, out_dir=".")
 
 
-def test_num_generations_below_two_is_refused(cache_dir):
-    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), use_audio_in_video=True,
-                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
+def test_num_generations_below_two_is_refused(tiny_cfg, gcfg):
     with pytest.raises(ValueError, match="num_generations"):
-        grpo_mod.GRPOModule(load_policy(mcfg), gcfg(num_generations=1), dataset="demo", hint=True, hard=True,
-                            out_dir=".")
+        GRPOModule(load_policy(tiny_cfg(*LORA_R4)), gcfg("grpo.num_generations=1"), dataset="demo", hint=True,
+                   hard=True, out_dir=".")
 
 
-def test_reused_encoder_outputs_match_recomputed(cache_dir, demo):
+def test_reused_encoder_outputs_match_recomputed(tiny_cfg, demo):
     """Scoring with cached tower outputs equals scoring with the towers re-run on each row's raw media,
     and a seeded sample gives the same tokens both ways (hint prefill included)."""
     from msa.models.encode import encode_media
     from msa.rl.rollout import completion_logits, sample
 
-    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), use_audio_in_video=True,
-                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
-    policy = load_policy(mcfg)
+    policy = load_policy(tiny_cfg(*LORA_R4))
     tok = policy.tokenizer
     batch = next(iter(demo.train_dataloader()))
-    media = encode_media(policy.base, batch)
+    thinker = unwrap_peft(policy.model)
+    media = encode_media(thinker, batch)
     rows = torch.tensor([1, 0])
     kw = dict(group_size=2, max_new_tokens=6, temperature=1.0, top_p=1.0, use_audio_in_video=True,
               prefills=["<polarity>positive</polarity>", "<polarity>negative</polarity>"], prefill_follows="<think>")
     torch.manual_seed(3)
-    a = sample(policy.model, policy.base, tok, batch, media, rows, **kw)
+    a = sample(policy.model, thinker, tok, batch, media, rows, **kw)
     torch.manual_seed(3)
-    b = sample(policy.model, policy.base, tok, batch, None, rows, **kw)
+    b = sample(policy.model, thinker, tok, batch, None, rows, **kw)
     assert torch.equal(a.completion_ids, b.completion_ids) and a.texts == b.texts
     prompt_rows = rows.repeat_interleave(2)
     with torch.no_grad():
-        la = completion_logits(policy.model, policy.base, batch, media, prompt_rows, a.completion_ids,
+        la = completion_logits(policy.model, thinker, batch, media, prompt_rows, a.completion_ids,
                                a.completion_mask, True)
-        lb = completion_logits(policy.model, policy.base, batch, None, prompt_rows, a.completion_ids,
+        lb = completion_logits(policy.model, thinker, batch, None, prompt_rows, a.completion_ids,
                                a.completion_mask, True)
     assert torch.allclose(la, lb, atol=1e-5)
 
 
-def test_media_special_tokens_are_never_sampled_and_scored_as_impossible(cache_dir, demo):
+def test_media_special_tokens_are_never_sampled_and_scored_as_impossible(tiny_cfg, demo):
     """A sampled <|audio_bos|> would break the next forward's TMRoPE indexing: the sampler suppresses
     it (even when the model strongly prefers it), and the scoring pass gives it log-prob ~ -inf."""
     from msa.generation import suppressed_ids
@@ -251,23 +244,22 @@ def test_media_special_tokens_are_never_sampled_and_scored_as_impossible(cache_d
     from msa.rl.losses import token_logprobs
     from msa.rl.rollout import completion_logits, sample
 
-    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), use_audio_in_video=True,
-                                 lora=dict(enabled=False, r=4, alpha=8, dropout=0.0)))
-    policy = load_policy(mcfg)
+    policy = load_policy(tiny_cfg("model.lora.enabled=false"))
     tok = policy.tokenizer
     bad = suppressed_ids(tok)
+    thinker = unwrap_peft(policy.model)
     with torch.no_grad():  # make the media tokens the model's favourites
-        policy.base.lm_head.weight[bad] *= 0
-        policy.base.lm_head.bias = None
-        policy.base.lm_head.weight[bad] += policy.base.lm_head.weight.abs().max() * 5
+        thinker.lm_head.weight[bad] *= 0
+        thinker.lm_head.bias = None
+        thinker.lm_head.weight[bad] += thinker.lm_head.weight.abs().max() * 5
     batch = next(iter(demo.train_dataloader()))
-    media = encode_media(policy.base, batch)
+    media = encode_media(thinker, batch)
     torch.manual_seed(0)
-    s = sample(policy.model, policy.base, tok, batch, media, torch.tensor([0, 1]), group_size=2, max_new_tokens=8,
+    s = sample(policy.model, thinker, tok, batch, media, torch.tensor([0, 1]), group_size=2, max_new_tokens=8,
                temperature=1.0, top_p=1.0, use_audio_in_video=True)
     assert not any(t in bad for t in s.completion_ids[s.completion_mask.bool()].tolist())
     with torch.no_grad():
-        logits = completion_logits(policy.model, policy.base, batch, media, torch.tensor([0, 0, 1, 1]),
+        logits = completion_logits(policy.model, thinker, batch, media, torch.tensor([0, 0, 1, 1]),
                                    s.completion_ids, s.completion_mask, True, suppress=bad)
     probe = torch.full_like(s.completion_ids, bad[0])
     assert (token_logprobs(logits, probe) < -1e6).all()
@@ -282,18 +274,16 @@ class _StopAt(L.Callback):
             trainer.should_stop = True
 
 
-def test_resume_samples_the_same_rollouts(cache_dir, demo, tmp_path):
+def test_resume_samples_the_same_rollouts(tiny_cfg, gcfg, demo, tmp_path):
     """Real sampling, 3 steps: stopped after step 2 and resumed from its checkpoint, the run draws the
     same rollouts, keeps the earlier steps' history and ends with the same weights."""
     from msa.models import trainable_parameters
 
     def fit(out, stop_at=None, ckpt_path=None):
         L.seed_everything(0)
-        mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), dtype="float32",
-                                     use_audio_in_video=True, lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
-        policy = load_policy(mcfg)
-        module = grpo_mod.GRPOModule(policy, gcfg(max_new_tokens=12, lr=1e-3, max_steps=3), dataset="demo",
-                                     hint=True, hard=True, out_dir=out)
+        policy = load_policy(tiny_cfg(*LORA_R4))
+        module = GRPOModule(policy, gcfg("grpo.max_new_tokens=12", "grpo.lr=1e-3", "grpo.max_steps=3"),
+                            dataset="demo", hint=True, hard=True, out_dir=out)
         ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "ckpt", save_last=True, every_n_train_steps=1)
         callbacks = [ckpt] + ([_StopAt(stop_at)] if stop_at else [])
         trainer = L.Trainer(max_steps=3, logger=False, enable_progress_bar=False, limit_val_batches=0,
@@ -339,17 +329,14 @@ def test_hint_prefill_is_a_token_prefix_of_the_sft_answers(tiny_dir, polarity):
     assert answer["input_ids"][: len(alone)] != alone  # the bug this guards against, on this tokenizer
 
 
-def test_num_iterations_steps_the_lr_schedule_with_every_optimizer_step(cache_dir, demo, tmp_path, monkeypatch):
+def test_num_iterations_steps_the_lr_schedule_with_every_optimizer_step(tiny_cfg, gcfg, demo, tmp_path):
     """num_iterations=2, max_steps=4: two batches, four optimizer steps; the cosine schedule (total 4)
     must have advanced four times and reached 0, in step with global_step (it stopped at 0.5x lr when
     the scheduler stepped once per batch)."""
-    monkeypatch.setattr(grpo_mod, "sample", scripted_sampler([]))
     torch.manual_seed(0)
-    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), dtype="float32", use_audio_in_video=True,
-                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
-    module = grpo_mod.GRPOModule(load_policy(mcfg), gcfg(num_iterations=2, max_steps=4, lr=1e-3,
-                                                         log_completions_every=0),
-                                 dataset="demo", hint=True, hard=True, out_dir=tmp_path)
+    module = GRPOModule(load_policy(tiny_cfg(*LORA_R4)),
+                        gcfg("grpo.num_iterations=2", "grpo.max_steps=4", "grpo.lr=1e-3", "grpo.log_completions_every=0"),
+                        dataset="demo", hint=True, hard=True, out_dir=tmp_path, sampler=scripted_sampler([]))
     trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         limit_val_batches=0, accelerator="cpu")
     trainer.fit(module, train_dataloaders=demo.train_dataloader())
@@ -360,7 +347,7 @@ def test_num_iterations_steps_the_lr_schedule_with_every_optimizer_step(cache_di
 
 
 @pytest.mark.parametrize("case", ["skipped", "dropped"])
-def test_batch_with_nothing_to_learn_takes_no_step(case, cache_dir, demo, tmp_path, monkeypatch):
+def test_batch_with_nothing_to_learn_takes_no_step(case, tiny_cfg, gcfg, demo, tmp_path):
     """One process, a first batch with nothing to learn: every clip skipped, or (hard=false) every group
     hard and dropped. No optimizer step, no LR step (the schedule moved on dropped batches before, out
     of step with global_step), no history row for a skipped batch; the idle batch still counts as step 0
@@ -377,13 +364,10 @@ def test_batch_with_nothing_to_learn_takes_no_step(case, cache_dir, demo, tmp_pa
             return out
         return scripted(model, thinker, tokenizer, batch, media, rows, **kw)
 
-    monkeypatch.setattr(grpo_mod, "sample", sampler)
     torch.manual_seed(0)
-    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), dtype="float32", use_audio_in_video=True,
-                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
     empty = demo.collator()([])
 
-    class Module(grpo_mod.GRPOModule):
+    class Module(GRPOModule):
         def training_step(self, batch, batch_idx):
             calls["step"] += 1
             first = calls["step"] == 1
@@ -393,8 +377,8 @@ def test_batch_with_nothing_to_learn_takes_no_step(case, cache_dir, demo, tmp_pa
                 batch = dict(batch, label=torch.stack([batch["label"][0]] * len(batch["label"])))
             return super().training_step(batch, batch_idx)
 
-    module = Module(load_policy(mcfg), gcfg(max_steps=2, log_completions_every=0), dataset="demo", hint=True,
-                    hard=case != "dropped", out_dir=tmp_path)
+    module = Module(load_policy(tiny_cfg(*LORA_R4)), gcfg("grpo.max_steps=2", "grpo.log_completions_every=0"),
+                    dataset="demo", hint=True, hard=case != "dropped", out_dir=tmp_path, sampler=sampler)
     trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         limit_val_batches=0, accelerator="cpu")
     trainer.fit(module, train_dataloaders=demo.train_dataloader())
@@ -407,7 +391,7 @@ def test_batch_with_nothing_to_learn_takes_no_step(case, cache_dir, demo, tmp_pa
         assert [h["step"] for h in module.history] == [0, 1]
 
 
-def test_a_run_whose_every_prompt_stays_hard_ends_at_max_steps(cache_dir, demo, tmp_path, monkeypatch):
+def test_a_run_whose_every_prompt_stays_hard_ends_at_max_steps(tiny_cfg, gcfg, demo, tmp_path):
     """hard=false and every rollout's polarity always wrong: no batch has anything to learn, so no optimizer
     step is ever taken; the run still ends after max_steps batches (it looped forever on global_step)."""
     scripted = scripted_sampler([])
@@ -417,20 +401,17 @@ def test_a_run_whose_every_prompt_stays_hard_ends_at_max_steps(cache_dir, demo, 
         out.prompt_rows = rows.repeat_interleave(kw["group_size"])
         return out
 
-    monkeypatch.setattr(grpo_mod, "sample", always_wrong)
     torch.manual_seed(0)
-    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), dtype="float32", use_audio_in_video=True,
-                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
     calls = {"step": 0}
 
-    class Module(grpo_mod.GRPOModule):
+    class Module(GRPOModule):
         def training_step(self, batch, batch_idx):
             calls["step"] += 1  # both prompts get prompt 0's label: the scripted answers are wrong for both
             batch = dict(batch, label=torch.stack([batch["label"][0]] * len(batch["label"])))
             return super().training_step(batch, batch_idx)
 
-    module = Module(load_policy(mcfg), gcfg(max_steps=3, log_completions_every=0), dataset="demo", hint=True,
-                    hard=False, out_dir=tmp_path)
+    module = Module(load_policy(tiny_cfg(*LORA_R4)), gcfg("grpo.max_steps=3", "grpo.log_completions_every=0"),
+                    dataset="demo", hint=True, hard=False, out_dir=tmp_path, sampler=always_wrong)
     trainer = L.Trainer(max_steps=3, max_epochs=-1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, limit_val_batches=0, accelerator="cpu")
     trainer.fit(module, train_dataloaders=demo.train_dataloader())

@@ -11,16 +11,11 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
-from msa.models import load_policy
+from conftest import LORA_R4
+from msa.models import load_policy, unwrap_peft
 from msa.models.encode import encode_media, inputs_embeds, position_kwargs
 
-
-def model_cfg(cache_dir, **kw):
-    base = dict(name="tiny", path=None, tiny_size="test", cache_dir=str(cache_dir), init="pretrained", dtype="float32",
-                attn_implementation="sdpa", gradient_checkpointing=False, use_audio_in_video=True,
-                freeze=dict(vision=True, audio=True), lora=dict(enabled=False, r=4, alpha=8, dropout=0.0, target_regex=None))
-    base.update(kw)
-    return OmegaConf.create(base)
+NO_LORA = "model.lora.enabled=false"  # the plain tiny thinker
 
 
 def clip_inputs(processor, seed=0):
@@ -35,15 +30,15 @@ def clip_inputs(processor, seed=0):
 
 
 @pytest.fixture(scope="module")
-def policy(cache_dir):
+def policy(tiny_cfg):
     torch.manual_seed(0)
-    return load_policy(model_cfg(cache_dir, lora=dict(enabled=True, r=4, alpha=8, dropout=0.0, target_regex=None)))
+    return load_policy(tiny_cfg(*LORA_R4))
 
 
-def test_save_load_round_trip_identical_logits(cache_dir, tmp_path):
+def test_save_load_round_trip_identical_logits(tiny_cfg, tmp_path):
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
-    p = load_policy(model_cfg(cache_dir))
+    p = load_policy(tiny_cfg(NO_LORA))
     inputs = clip_inputs(p.processor)
     ref = p.model(**inputs, use_audio_in_video=True).logits
     p.model.save_pretrained(tmp_path)
@@ -79,11 +74,11 @@ def test_disable_adapter_reproduces_base_logits(policy):
     assert torch.equal(off, base)
 
 
-def test_full_omni_layout_loads_through_same_loader(cache_dir, tiny_dir, tmp_path):
+def test_full_omni_layout_loads_through_same_loader(tiny_cfg, tiny_dir, tmp_path):
     """A checkpoint written like Qwen/Qwen2.5-Omni-7B: nested thinker_config, `thinker.`-prefixed weights."""
     import shutil
 
-    p = load_policy(model_cfg(cache_dir))
+    p = load_policy(tiny_cfg(NO_LORA))
     inputs = clip_inputs(p.processor)
     ref = p.model(**inputs, use_audio_in_video=True).logits
     full = tmp_path / "omni"
@@ -102,7 +97,7 @@ def test_full_omni_layout_loads_through_same_loader(cache_dir, tiny_dir, tmp_pat
     save_file(renamed, full / "model.safetensors")
     for f in ("tokenizer.json", "tokenizer_config.json", "processor_config.json", "chat_template.jinja"):
         shutil.copy(tiny_dir / f, full / f)
-    q = load_policy(model_cfg(cache_dir, path=str(full), tiny_size=None))
+    q = load_policy(tiny_cfg(NO_LORA, f"model.path='{full}'", "model.tiny_size=null"))
     assert torch.equal(q.model(**inputs, use_audio_in_video=True).logits, ref)
 
 
@@ -110,8 +105,9 @@ def test_cached_encoder_outputs_give_identical_logits(policy):
     inputs = clip_inputs(policy.processor)
     with torch.no_grad():
         raw = policy.model(**inputs, use_audio_in_video=True).logits
-        media = encode_media(policy.base, inputs)
-        emb = inputs_embeds(policy.base, inputs["input_ids"], media)
+        thinker = unwrap_peft(policy.model)
+        media = encode_media(thinker, inputs)
+        emb = inputs_embeds(thinker, inputs["input_ids"], media)
         cached = policy.model(input_ids=inputs["input_ids"], inputs_embeds=emb, attention_mask=inputs["attention_mask"],
                               use_audio_in_video=True, **position_kwargs(inputs)).logits
     assert torch.equal(raw, cached)
@@ -123,8 +119,9 @@ def test_use_audio_in_video_changes_positions(policy):
     args = dict(input_ids=inputs["input_ids"], video_grid_thw=inputs["video_grid_thw"],
                 attention_mask=inputs["attention_mask"], audio_seqlens=inputs["feature_attention_mask"].sum(-1),
                 second_per_grids=inputs["video_second_per_grid"])
-    with_flag, _ = policy.base.model.get_rope_index(use_audio_in_video=True, **args)
-    without, _ = policy.base.model.get_rope_index(use_audio_in_video=False, **args)
+    body = unwrap_peft(policy.model).model
+    with_flag, _ = body.get_rope_index(use_audio_in_video=True, **args)
+    without, _ = body.get_rope_index(use_audio_in_video=False, **args)
     assert not torch.equal(with_flag, without)
 
 
@@ -148,11 +145,11 @@ def test_tiny_build_is_deterministic(tmp_path):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
 
 
-def test_bad_model_config_values_are_named(cache_dir, tmp_path):
+def test_bad_model_config_values_are_named(tiny_cfg, tmp_path):
     with pytest.raises(ValueError, match="model.dtype"):
-        load_policy(model_cfg(cache_dir, dtype="float8"))
+        load_policy(tiny_cfg(NO_LORA, "model.dtype=float8"))
     with pytest.raises(FileNotFoundError, match="model.path"):
-        load_policy(model_cfg(cache_dir, path=str(tmp_path / "nowhere"), tiny_size=None))
+        load_policy(tiny_cfg(NO_LORA, f"model.path='{tmp_path / 'nowhere'}'", "model.tiny_size=null"))
 
 
 def _train_lora(policy, seed):
@@ -173,13 +170,13 @@ def _eval_loader(mcfg, export):
     return load_stage_policy(SimpleNamespace(cfg=OmegaConf.create({"model": mcfg}), artefacts={"policy": str(export)}))
 
 
-def test_lora_exports_reload_to_the_trained_policy_through_the_chain(cache_dir, tmp_path):
+def test_lora_exports_reload_to_the_trained_policy_through_the_chain(tiny_cfg, tmp_path):
     """SFT LoRA -> export -> GRPO-like LoRA on top (SFT merged into its base) -> export: each export, reloaded
     as stage=eval does, gives the logits of the policy at the end of its stage; the GRPO one keeps the SFT
     weights (before the fix it was the GRPO adapter on the raw base)."""
     from msa.models import export_policy
 
-    mcfg = model_cfg(cache_dir, lora=dict(enabled=True, r=4, alpha=8, dropout=0.0, target_regex=None))
+    mcfg = tiny_cfg(*LORA_R4)
     sft = load_policy(mcfg)
     inputs = clip_inputs(sft.processor)
     logits = lambda p: p.model.eval()(**inputs, use_audio_in_video=True).logits  # noqa: E731

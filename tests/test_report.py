@@ -12,7 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from msa import report
+from msa.report.build import build, main
+from msa.report.formats import LATEX_PREAMBLE, to_markdown
+from msa.report.runs import ReportError, load_run
+from msa.report.tables import metric_value
 
 SIMS_M = {"acc5": 0.5, "acc3": 0.7, "acc2": 0.8, "f1": 0.81, "acc2_weak": 0.6, "r2": 0.3, "mae": 0.3, "corr": 0.7,
           "parse_fail_rate": 0.0, "n": 10}
@@ -32,7 +35,7 @@ def make_run(root, name, stages, *, hint=True, hard=True, seed=0, answer="dc", i
     (d / "metrics.json").write_text(json.dumps(metrics or {}))
     if rewards is not None:
         (d / "grpo").mkdir()
-        pd.DataFrame({"step": range(len(rewards)), "reward": rewards, "hint/reward_before": rewards}).to_csv(
+        pd.DataFrame({"step": range(len(rewards)), "reward": rewards, "own_reward": rewards}).to_csv(
             d / "grpo" / "train_history.csv", index=False)
     return d
 
@@ -71,7 +74,7 @@ def cells(rendered, label):
 
 
 def test_settings_and_cells_worked_by_hand(study):
-    rendered, notes, groups = report.build([study])
+    rendered, notes, groups = build([study])
     assert notes == [] and [t.spec.key for t in rendered] == ["I", "II", "III", "IV", "V"]
     assert {s: len(r) for s, r in groups.items()} == {"zero_shot": 1, "sft_dc": 1, "sft_score": 1, "grpo": 2,
                                                       "grpo_no_hint": 1, "grpo_no_hard": 1}
@@ -98,9 +101,9 @@ def test_settings_and_cells_worked_by_hand(study):
 
 
 def test_markdown_has_every_cell_and_paper_rows_share_the_columns(study):
-    rendered, _, _ = report.build([study], paper=True)
+    rendered, _, _ = build([study], paper=True)
     t1 = rendered[0]
-    md = report.to_markdown(t1)
+    md = to_markdown(t1)
     lines = [ln for ln in md.splitlines() if ln.startswith("| ")]
     assert lines[0].startswith("| Setting | CH-SIMS Acc5↑ |") and "CH-SIMS v2 Corr↑" in lines[0]
     body = lines[1:]
@@ -110,7 +113,7 @@ def test_markdown_has_every_cell_and_paper_rows_share_the_columns(study):
         assert len(cols) == 1 + 12 and all(cols)
     qwen = next(ln for ln in body if "paper: Qwen2.5Omni" in ln)
     assert "| 57.6 | 73.3 | 87.5 | 87.0 | 0.235 | 0.841 | 53.6 |" in qwen
-    t3 = report.to_markdown(rendered[2])
+    t3 = to_markdown(rendered[2])
     assert "| paper: CoT(Zero-shot) | 36.5 | 55.1 | 70.0 | 70.8 | 0.462 | 0.558 |" in t3
 
 
@@ -118,9 +121,9 @@ def test_paper_rows_on_other_datasets_are_a_separate_table(tmp_path):
     root = tmp_path / "demo"
     make_run(root, "a", ["grpo"], hint=False, data="demo", metrics={"grpo": {"demo": SIMS_M}})
     make_run(root, "b", ["grpo"], data="demo", metrics={"grpo": {"demo": SIMS_M}})
-    rendered, notes, _ = report.build([root], paper=True)
+    rendered, notes, _ = build([root], paper=True)
     assert [t.spec.key for t in rendered] == ["IV"] and len(notes) == 4
-    md = report.to_markdown(rendered[0])
+    md = to_markdown(rendered[0])
     assert "demo (SIMS-like) Acc5↑" in md and "As published (Table IV" in md
     assert "| paper: w/o Hint | 46.2 | 67.0 | 82.5 | 81.4 | 0.368 | 0.701 |" in md
 
@@ -130,42 +133,42 @@ def test_a_run_without_a_needed_dataset_is_named(study):
     m = json.loads((bad / "metrics.json").read_text())
     del m["grpo"]["mosei"]
     (bad / "metrics.json").write_text(json.dumps(m))
-    with pytest.raises(report.ReportError, match=r"1_grpo.*not tested on 'mosei'"):
-        report.build([study])
+    with pytest.raises(ReportError, match=r"1_grpo.*not tested on 'mosei'"):
+        build([study])
 
 
 def test_a_run_without_its_stage_is_named(study):
     (study / "sft_score" / "metrics.json").write_text(json.dumps({"wall_time_s": {"sft": 3.0}}))
-    with pytest.raises(report.ReportError, match=r"sft_score: no 'sft' test metrics"):
-        report.build([study])
+    with pytest.raises(ReportError, match=r"sft_score: no 'sft' test metrics"):
+        build([study])
 
 
 def test_missing_setting_is_an_error_when_the_table_is_asked_for(tmp_path):
     make_run(tmp_path, "a", ["grpo"], metrics={"grpo": {"sims": SIMS_M}})
-    with pytest.raises(report.ReportError, match="Table IV needs runs of grpo_no_hint"):
-        report.build([tmp_path], tables=["IV"])
-    assert report.main([str(tmp_path)]) == 1  # nothing renderable: an error, not an empty report
+    with pytest.raises(ReportError, match="Table IV needs runs of grpo_no_hint"):
+        build([tmp_path], tables=["IV"])
+    assert main([str(tmp_path)]) == 1  # nothing renderable: an error, not an empty report
 
 
 def test_two_runs_of_one_setting_and_seed_are_an_error(study, tmp_path):
     shutil.copytree(study / "grpo_sweep" / "0_grpo", tmp_path / "again")
-    with pytest.raises(report.ReportError, match="two runs of setting grpo with seed 0"):
-        report.build([study, tmp_path / "again"])
+    with pytest.raises(ReportError, match="two runs of setting grpo with seed 0"):
+        build([study, tmp_path / "again"])
 
 
 def test_metric_names_old_and_new_are_both_read():
     new = {"f1_weighted": 0.5, "f1_macro": 0.4}
     old = {"f1": 0.6}
-    assert report.metric_value(new, "sims", "F1", "x") == 0.5
-    assert report.metric_value(old, "sims", "F1", "x") == 0.6
-    assert report.metric_value({"f1_weighted_non0": 0.7, "f1_non0": 0.1}, "mosi", "F1", "x") == 0.7
-    with pytest.raises(report.ReportError, match=r"x: no F1 .*f1_weighted, f1"):
-        report.metric_value({"acc2": 1.0}, "sims", "F1", "x")
+    assert metric_value(new, "sims", "F1", "x") == 0.5
+    assert metric_value(old, "sims", "F1", "x") == 0.6
+    assert metric_value({"f1_weighted_non0": 0.7, "f1_non0": 0.1}, "mosi", "F1", "x") == 0.7
+    with pytest.raises(ReportError, match=r"x: no F1 .*f1_weighted, f1"):
+        metric_value({"acc2": 1.0}, "sims", "F1", "x")
 
 
 def test_cli_writes_markdown_latex_csv_and_the_figure(study, tmp_path, capsys):
     out = tmp_path / "out"
-    assert report.main([str(study), "--paper", "--out", str(out)]) == 0
+    assert main([str(study), "--paper", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "### Table I:" in printed and "### Table V:" in printed
     for name in ("tables.md", "tables.tex", "tables.csv", "fig3_reward.png", "fig3_own_reward.png"):
@@ -198,7 +201,7 @@ def check_latex(tex_file, n_tables):
     if pdflatex is None:
         return
     doc = tex_file.parent / "doc.tex"
-    doc.write_text(report.LATEX_PREAMBLE + "\n" + tex + "\n\\end{document}\n")
+    doc.write_text(LATEX_PREAMBLE + "\n" + tex + "\n\\end{document}\n")
     r = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=doc.parent,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:]
@@ -301,7 +304,7 @@ def test_cpu_variant_of_every_study_runs_end_to_end_from_the_readme(tmp_path, mo
 def test_the_resolved_config_is_read_when_present(tmp_path):
     d = make_run(tmp_path, "a", ["grpo"], hint=False, metrics={"grpo": {"sims": SIMS_M}})
     (d / ".hydra" / "config.yaml").rename(d / "resolved_config.yaml")
-    assert report.load_run(d).settings == {"grpo_no_hint": "grpo"}
+    assert load_run(d).settings == {"grpo_no_hint": "grpo"}
     (d / "resolved_config.yaml").unlink()
-    with pytest.raises(report.ReportError, match="settings are unknown"):
-        report.load_run(d)
+    with pytest.raises(ReportError, match="settings are unknown"):
+        load_run(d)

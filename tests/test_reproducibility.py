@@ -69,12 +69,11 @@ def test_a_cold_model_cache_leaves_the_rng_alone(tmp_path):
     rollouts of a first run differed from the second's)."""
     import lightning as L
     import torch
-    from omegaconf import OmegaConf
 
+    from conftest import LORA_R4, compose_node
     from msa.models import load_policy
 
-    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(tmp_path), lora=dict(enabled=True, r=4, alpha=8,
-                                                                                       dropout=0.0)))
+    mcfg = compose_node("model", LORA_R4, cache_dir=tmp_path, output_dir=tmp_path / "run")
 
     def load():
         L.seed_everything(0, verbose=False)

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
+from conftest import LORA_R4
 from msa.data.datamodule import DemoDataModule
 from msa.generation import append_prefill, prefix_ids, suppressed_ids
-from msa.models import load_policy
+from msa.models import load_policy, unwrap_peft
 from msa.models.encode import encode_media, position_kwargs
 from msa.rl.losses import grpo_loss, token_logprobs
-from msa.rl.rollout import PromptState, completion_logits, join_prefill, prompt_pass, sample, text_positions
+from msa.rl.rollout import completion_logits, join_prefill, sample
+from msa.rl.shared_prompt import PromptState, prompt_pass, text_positions
 from msa.rl.types import Rollout, reward_metrics
 
 G = 3
@@ -32,11 +33,9 @@ def batch(cache_dir, tiny_dir):
     return next(iter(dm.train_dataloader()))
 
 
-def _policy(cache_dir):
+def _policy(tiny_cfg):
     torch.manual_seed(0)
-    mcfg = OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), dtype="float32", use_audio_in_video=True,
-                                 lora=dict(enabled=True, r=4, alpha=8, dropout=0.0)))
-    policy = load_policy(mcfg)
+    policy = load_policy(tiny_cfg(*LORA_R4))
     with torch.no_grad():  # a non-zero adapter, so that the adapter's own gradient paths are exercised
         for n, p in policy.model.named_parameters():
             if "lora_B" in n:
@@ -45,8 +44,8 @@ def _policy(cache_dir):
 
 
 @pytest.fixture(scope="module")
-def policy(cache_dir):
-    return _policy(cache_dir)
+def policy(tiny_cfg):
+    return _policy(tiny_cfg)
 
 
 def _prefills(tok):
@@ -62,16 +61,17 @@ def _prefills(tok):
 def _both(policy, batch, prefills, seed=7, temperature=0.7, max_new_tokens=8):
     from msa.dc import HINT_FOLLOWS
 
-    media = encode_media(policy.base, batch)
+    thinker = unwrap_peft(policy.model)
+    media = encode_media(thinker, batch)
     rows = torch.tensor([1, 0])
     kw = dict(group_size=G, max_new_tokens=max_new_tokens, temperature=temperature, top_p=1.0,
               use_audio_in_video=True, prefills=prefills, prefill_follows=HINT_FOLLOWS if prefills else "")
     torch.manual_seed(seed)
-    naive = sample(policy.model, policy.base, policy.tokenizer, batch, media, rows, **kw)
+    naive = sample(policy.model, thinker, policy.tokenizer, batch, media, rows, **kw)
     with torch.no_grad():
-        prompts = prompt_pass(policy.model, policy.base, batch, media, torch.arange(2), True)
+        prompts = prompt_pass(policy.model, thinker, batch, media, torch.arange(2), True)
     torch.manual_seed(seed)
-    shared = sample(policy.model, policy.base, policy.tokenizer, batch, media, rows, prompts=prompts, **kw)
+    shared = sample(policy.model, thinker, policy.tokenizer, batch, media, rows, prompts=prompts, **kw)
     return media, naive, shared
 
 
@@ -94,7 +94,7 @@ def test_shared_prompt_samples_the_same_tokens(rollouts, hinted):
 
 
 def _logp(policy, batch, media, s, shared, T=0.7):
-    logits = completion_logits(policy.model, policy.base, batch, media, s.prompt_rows, s.completion_ids,
+    logits = completion_logits(policy.model, unwrap_peft(policy.model), batch, media, s.prompt_rows, s.completion_ids,
                                s.completion_mask, True, suppress=suppressed_ids(policy.tokenizer),
                                group_size=G if shared else None)
     return token_logprobs(logits, s.completion_ids, T)
@@ -126,15 +126,16 @@ def test_shared_prompt_scores_the_same_logprobs_and_gradients(policy, batch, rol
                                    atol=1e-5, rtol=0)
 
 
-def test_shared_prompt_gradients_survive_gradient_checkpointing(cache_dir, batch, rollouts):
+def test_shared_prompt_gradients_survive_gradient_checkpointing(tiny_cfg, batch, rollouts):
     """Checkpointed decoder layers keep the shared prompt's cache (replay-safe caches) and give the
     gradients of the unchecked pass (transformers would otherwise drop the cache and score without prompt)."""
-    policy = _policy(cache_dir)
+    policy = _policy(tiny_cfg)
     media, s, _ = rollouts[True]
     policy.model.train()
     _, plain = _grads(policy, batch, media, s, True)
-    policy.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    assert policy.base.model.language_model.layers[0].gradient_checkpointing
+    thinker = unwrap_peft(policy.model)
+    thinker.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert thinker.model.language_model.layers[0].gradient_checkpointing
     _, ckpt = _grads(policy, batch, media, s, True)
     for n in plain:
         torch.testing.assert_close(ckpt[n], plain[n], rtol=1e-4, atol=1e-8, msg=n)
@@ -229,15 +230,16 @@ def test_shared_prompt_positions_are_the_models_own(policy, batch, rollouts):
     those the model's get_rope_index gives the whole prompt + completion sequence (video and audio
     interleaved, left padding), row by row. Random tiny weights barely depend on positions, so this is
     checked on the positions themselves, not only through the log-probs."""
-    from msa.rl.rollout import rope_positions
+    from msa.rl.shared_prompt import rope_positions
 
     _, s, _ = rollouts[True]
     rows = s.prompt_rows
+    thinker = unwrap_peft(policy.model)
     with torch.no_grad():
-        state = prompt_pass(policy.model, policy.base, batch, encode_media(policy.base, batch), rows, True)
+        state = prompt_pass(policy.model, thinker, batch, encode_media(thinker, batch), rows, True)
     ids = torch.cat([batch["input_ids"][rows], s.completion_ids], 1)
     mask = torch.cat([batch["attention_mask"][rows], s.completion_mask], 1)
-    full = rope_positions(policy.base, batch, rows, ids, mask, True)  # [3, N, P+C]
+    full = rope_positions(thinker, batch, rows, ids, mask, True)  # [3, N, P+C]
     p = batch["input_ids"].shape[1]
     ours = text_positions(state.next_pos, s.completion_ids.shape[1])
     real = s.completion_mask.bool()
@@ -248,7 +250,7 @@ def test_shared_prompt_positions_are_the_models_own(policy, batch, rollouts):
 def test_shared_sampler_refuses_generation_settings_it_does_not_apply():
     from types import SimpleNamespace
 
-    from msa.rl.rollout import check_generation_config
+    from msa.rl.shared_prompt import check_generation_config
 
     check_generation_config(SimpleNamespace(generation_config=SimpleNamespace(repetition_penalty=1.0, top_k=50)))
     with pytest.raises(ValueError, match="generation_config.repetition_penalty=1.05"):

@@ -9,11 +9,11 @@ import json
 import lightning as L
 import pytest
 import torch
-from omegaconf import OmegaConf
 
+from conftest import LORA_R4
 from msa.data.collate import MultimodalCollator
 from msa.data.datamodule import DemoDataModule
-from msa.models import load_policy
+from msa.models import load_policy, unwrap_peft
 from msa.schedules import warmup_cosine
 from msa.stages.sft import SFTModule, load_targets, score_targets
 
@@ -75,14 +75,13 @@ def dm_factory(cache_dir, processor):
     return make
 
 
-def policy_for(cache_dir, lora=True):
+def policy_for(tiny_cfg):
     torch.manual_seed(0)
-    return load_policy(OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), use_audio_in_video=True,
-                                             lora=dict(enabled=lora, r=4, alpha=8, dropout=0.0))))
+    return load_policy(tiny_cfg(*LORA_R4))
 
 
 @pytest.mark.parametrize("answer", ["dc", "score"])
-def test_one_batch_changes_only_trainable_weights(cache_dir, dm_factory, answer):
+def test_one_batch_changes_only_trainable_weights(tiny_cfg, dm_factory, answer):
     from msa.data.labels import read_labels
 
     dm = dm_factory(answer)
@@ -93,7 +92,7 @@ def test_one_batch_changes_only_trainable_weights(cache_dir, dm_factory, answer)
         targets = {r.id: f"<polarity>neutral</polarity><think>cue</think><score>{r.label:.1f}</score>"
                    for r in frame.itertuples()}
     dm.set_targets(targets)
-    policy = policy_for(cache_dir)
+    policy = policy_for(tiny_cfg)
     before = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
     module = SFTModule(policy, dataset="demo", range_dataset="demo", answer=answer, lr=1e-2, weight_decay=0.0,
                        warmup_ratio=0.0, val_max_new_tokens=8)
@@ -118,7 +117,7 @@ class _Record(L.Callback):
             trainer.should_stop = True
 
 
-def test_resume_mid_epoch_continues_exactly(cache_dir, dm_factory, tmp_path):
+def test_resume_mid_epoch_continues_exactly(tiny_cfg, dm_factory, tmp_path):
     """4 shuffled batches per epoch, 6 steps. Stopped after step 5 (mid-epoch 2) and resumed from that
     checkpoint, the run trains on the same batches in the same order, ends at step 6 and ends with the
     same weights as the uninterrupted run."""
@@ -130,7 +129,7 @@ def test_resume_mid_epoch_continues_exactly(cache_dir, dm_factory, tmp_path):
     def fit(ckpt_dir, stop_at=None, ckpt_path=None):
         dm = dm_factory("score", batch_size=1, shuffle=True)
         dm.set_targets(score_targets(read_labels(dm.root, "demo"), "demo"))
-        policy = policy_for(cache_dir)
+        policy = policy_for(tiny_cfg)
         module = SFTModule(policy, dataset="demo", range_dataset="demo", answer="score", lr=1e-3,
                            weight_decay=0.0, warmup_ratio=0.2, val_max_new_tokens=4)
         rec = _Record(stop_at)
@@ -157,7 +156,7 @@ def test_resume_mid_epoch_continues_exactly(cache_dir, dm_factory, tmp_path):
     assert all(torch.equal(w_resumed[k], w_full[k]) for k in w_full)
 
 
-def test_lora_moves_at_lr_1e6_under_the_paper_precision(cache_dir, dm_factory, make_cfg):
+def test_lora_moves_at_lr_1e6_under_the_paper_precision(tiny_cfg, dm_factory, make_cfg):
     """experiment=paper's trainer precision, on CPU, base weights in bf16 as on a GPU: three steps at lr 1e-6
     move every lora_A matrix (AdamW steps ~1e-6; in bf16, |lora_A| ~ 0.1 has an ulp of ~5e-4, so bf16-true
     rounds them away) and keep the trainable weights and the optimizer state in fp32."""
@@ -167,8 +166,7 @@ def test_lora_moves_at_lr_1e6_under_the_paper_precision(cache_dir, dm_factory, m
     dm = dm_factory("score", batch_size=1)
     dm.set_targets(score_targets(read_labels(dm.root, "demo"), "demo"))
     torch.manual_seed(0)
-    policy = load_policy(OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), use_audio_in_video=True,
-                                               dtype="bfloat16", lora=dict(enabled=True, r=4, alpha=8, dropout=0.0))))
+    policy = load_policy(tiny_cfg(*LORA_R4, "model.dtype=bfloat16"))
     before = {n: p.detach().clone() for n, p in policy.model.named_parameters() if "lora_A" in n}
     module = SFTModule(policy, dataset="demo", range_dataset="demo", answer="score", lr=1e-6, weight_decay=0.0,
                        warmup_ratio=0.0, val_max_new_tokens=4)
@@ -182,10 +180,9 @@ def test_lora_moves_at_lr_1e6_under_the_paper_precision(cache_dir, dm_factory, m
     assert state and all(s["exp_avg"].dtype == torch.float32 for s in state.values())
 
 
-def test_bf16_true_training_is_refused_naming_the_precision(cache_dir):
+def test_bf16_true_training_is_refused_naming_the_precision(tiny_cfg):
     torch.manual_seed(0)
-    policy = load_policy(OmegaConf.create(dict(tiny_size="test", cache_dir=str(cache_dir), use_audio_in_video=True,
-                                               lora=dict(enabled=True, r=4, alpha=8, dropout=0.0))))
+    policy = load_policy(tiny_cfg(*LORA_R4))
     module = SFTModule(policy, dataset="demo", range_dataset="demo", answer="score", lr=1e-6, weight_decay=0.0,
                        warmup_ratio=0.0, val_max_new_tokens=4)
     trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -216,5 +213,5 @@ def test_gradient_checkpointing_recomputes_activations_in_training(cache_dir, dm
     L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0,
               accelerator=cfg.trainer.accelerator, precision=cfg.trainer.precision).fit(module, datamodule=dm)
     assert len(attn) == 2 and len(calls) == 4
-    inner = policy.base.model
+    inner = unwrap_peft(policy.model).model
     assert not inner.visual.training and not inner.audio_tower.training and inner.language_model.training

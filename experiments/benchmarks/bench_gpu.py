@@ -87,11 +87,12 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="Hydra overrides, after --")
     args = ap.parse_args()
 
-    import msa.stages.grpo as grpo_mod
     from msa.dc import format_answer, polarity_of
     from msa.data.datamodule import build_datamodule
     from msa.data.labels import read_labels
     from msa.models import load_policy
+    from msa.rl.rollout import sample
+    from msa.stages.grpo import GRPOModule
     from msa.stages.sft import SFTModule
 
     out = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
@@ -128,24 +129,19 @@ def main() -> None:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     tokens = {"n": 0, "t": 0.0}
-    real_sample = grpo_mod.sample
 
     def counted(*a, **k):
         StepTimer._sync()
         t0 = time.perf_counter()
-        s = real_sample(*a, **k)
+        s = sample(*a, **k)
         StepTimer._sync()
         tokens["t"] += time.perf_counter() - t0
         tokens["n"] += int((s.completion_mask * (1 - s.prefill_mask)).sum())
         return s
 
-    grpo_mod.sample = counted
-    try:
-        module = grpo_mod.GRPOModule(policy, cfg.grpo, dataset=cfg.data.name, hint=True, hard=True, out_dir=out)
-        timer = StepTimer()
-        L.Trainer(max_steps=args.steps, callbacks=[timer], **trainer_kw).fit(module, datamodule=dm)
-    finally:
-        grpo_mod.sample = real_sample
+    module = GRPOModule(policy, cfg.grpo, dataset=cfg.data.name, hint=True, hard=True, out_dir=out, sampler=counted)
+    timer = StepTimer()
+    L.Trainer(max_steps=args.steps, callbacks=[timer], **trainer_kw).fit(module, datamodule=dm)
     rest = timer.times[1:] or timer.times
     print(f"GRPO step ({args.prompts} prompts x G={args.G}, <= {args.new_tokens} new tokens, hint on): first "
           f"{timer.times[0]:.2f} s, then mean {sum(rest) / len(rest):.2f} s over {len(rest)}; "

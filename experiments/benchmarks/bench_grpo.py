@@ -60,8 +60,9 @@ def worker(args) -> None:
     import torch
     from omegaconf import OmegaConf
 
-    import msa.stages.grpo as grpo_mod
     from msa.models import load_policy
+    from msa.rl.rollout import sample
+    from msa.stages.grpo import GRPOModule
 
     torch.set_num_threads(args.threads)
     dm = datamodule(args)
@@ -76,19 +77,17 @@ def worker(args) -> None:
                               score_form="linear", hard_rule="all_wrong", hard_threshold=None, lr=1e-5,
                               weight_decay=0.0, warmup_steps=0, max_grad_norm=1.0, max_steps=args.steps,
                               log_completions_every=0, checkpoint_dir="unused", **flags))
-    module = grpo_mod.GRPOModule(policy, g, dataset="demo", hint=True, hard=True, out_dir=args.cache)
     tokens = {"n": 0, "rows": 0, "t": 0.0, "prompt": []}
-    real_sample = grpo_mod.sample
 
     def timed_sample(*a, **k):
         t0 = time.perf_counter()
-        s = real_sample(*a, **k)
+        s = sample(*a, **k)
         tokens["t"] += time.perf_counter() - t0
         tokens["n"] += int(s.lengths.sum())
         tokens["rows"] += len(s.texts)
         return s
 
-    grpo_mod.sample = timed_sample
+    module = GRPOModule(policy, g, dataset="demo", hint=True, hard=True, out_dir=args.cache, sampler=timed_sample)
     times, cpu = [], []
 
     class Timer(L.Callback):
@@ -160,7 +159,7 @@ def trl_worker(args) -> None:
             times.append(time.perf_counter() - self.t0)
             cpu.append(time.process_time() - self.c0)
 
-    trainer = GRPOTrainer(model=policy.base, reward_funcs=format_reward, args=cfg, processing_class=tok,
+    trainer = GRPOTrainer(model=policy.model, reward_funcs=format_reward, args=cfg, processing_class=tok,
                           train_dataset=Dataset.from_dict({"prompt": prompts}), peft_config=lora,
                           callbacks=[Timer()])
     trainer.train()

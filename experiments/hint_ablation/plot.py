@@ -5,7 +5,7 @@
     python experiments/hint_ablation/plot.py outputs/hint_ablation
 
 The curve is the reward of the policy's own samples, *before* hard groups are replaced by hinted ones
-(``hint/reward_before``): after replacement a hint=true step scores the hinted answers, whose polarity
+(``own_reward``): after replacement a hint=true step scores the hinted answers, whose polarity
 is given, so its raw ``reward`` is not comparable with hint=false's. Writes ``reward_curves.png`` into
 the sweep directory and prints, per job and then averaged over seeds, the first/last fifth of that
 curve, the hard-prompt rate and the test metrics.
@@ -33,7 +33,7 @@ def job_name(job: Path) -> str:
 
 def summary(job: Path) -> dict:
     h = reward_curve(job)
-    first, last = fifths(h["hint/reward_before"].tolist())
+    first, last = fifths(h["own_reward"].tolist())
     row = {"own reward first fifth": first, "own reward last fifth": last, "hard frac": h["hard/frac"].mean()}
     m = load_metrics(job).get("grpo", {})
     for ds, met in m.items():
@@ -48,7 +48,7 @@ def main(sweep: str) -> None:
     jobs = {job_name(j): j for j in sorted(Path(sweep).iterdir()) if (j / "metrics.json").exists()}
     if not jobs:
         sys.exit(f"{sweep}: no finished jobs (metrics.json) found")
-    png = plot_reward_curves(jobs, Path(sweep) / "reward_curves.png", column="hint/reward_before")
+    png = plot_reward_curves(jobs, Path(sweep) / "reward_curves.png", column="own_reward")
     table = pd.DataFrame({name: summary(j) for name, j in jobs.items()}).T
     pd.set_option("display.width", 200)
     print(table.round(3).to_string())

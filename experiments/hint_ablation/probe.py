@@ -32,10 +32,11 @@ def probe(run_dir: Path, export: Path, *, split: str, samples: int, seed: int, i
     from msa.dc import polarity_of
     from msa.evaluation import prediction_records
     from msa.generation import generate_texts
-    from msa.models import load_policy
+    from msa.models import load_policy, unwrap_peft
     from msa.models.encode import encode_media
     from msa.rl.rewards import total_reward
-    from msa.rl.rollout import prompt_pass, sample
+    from msa.rl.rollout import sample
+    from msa.rl.shared_prompt import prompt_pass
     from msa.data.datamodule import build_datamodule
 
     cfg = OmegaConf.load(run_dir / "resolved_config.yaml")
@@ -66,11 +67,12 @@ def probe(run_dir: Path, export: Path, *, split: str, samples: int, seed: int, i
         uaiv = batch["use_audio_in_video"]
         right = [None] * len(batch["ids"])
         if samples:
+            thinker = unwrap_peft(policy.model)
             with torch.no_grad():
-                media = encode_media(policy.base, batch)
+                media = encode_media(thinker, batch)
                 b = torch.arange(len(batch["ids"]))
-                prompts = prompt_pass(policy.model, policy.base, batch, media, b, uaiv)
-                s = sample(policy.model, policy.base, policy.tokenizer, batch, media, b, group_size=samples,
+                prompts = prompt_pass(policy.model, thinker, batch, media, b, uaiv)
+                s = sample(policy.model, thinker, policy.tokenizer, batch, media, b, group_size=samples,
                            max_new_tokens=int(g.max_new_tokens), temperature=float(g.temperature),
                            top_p=float(g.top_p), use_audio_in_video=uaiv, prompts=prompts)
             per_label = [float(batch["label"][i]) for i in s.prompt_rows.tolist()]

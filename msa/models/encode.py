@@ -70,6 +70,11 @@ def encode_media(thinker, batch: dict) -> MediaEmbeds:
     return MediaEmbeds(embeds, mask)
 
 
+def encode_media_grad(thinker, batch: dict) -> MediaEmbeds:
+    """:func:`encode_media` without its no_grad, so trained towers get gradients."""
+    return encode_media.__wrapped__(thinker, batch)
+
+
 def inputs_embeds(thinker, input_ids: torch.Tensor, media: MediaEmbeds | None) -> torch.Tensor:
     """Token embeddings with the cached media outputs written at the media positions. [B, L, H]"""
     text = thinker.get_input_embeddings()(input_ids)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +46,14 @@ class Policy:
     init: Path | None = None  # the export merged into the base weights before the adapter was added
 
     @property
-    def base(self):
-        """The underlying thinker (unwrapped from peft)."""
-        return self.model.get_base_model() if self.lora else self.model
-
-    @property
     def tokenizer(self):
         return self.processor.tokenizer
+
+
+def unwrap_peft(model):
+    """The thinker under a peft wrapper (its LoRA layers are injected in place and stay active), or
+    ``model`` itself when it is not wrapped."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -230,7 +230,7 @@ def set_train_mode(policy: Policy) -> None:
     in train mode keeps its KV cache: transformers checkpoints only while gradients are recorded.
     """
     policy.model.train()
-    inner = policy.base.model
+    inner = unwrap_peft(policy.model).model
     for tower in (inner.visual, inner.audio_tower):
         if not any(p.requires_grad for p in tower.parameters()):
             tower.eval()

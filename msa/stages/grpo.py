@@ -51,7 +51,7 @@ Where we depart from the paper or from TRL, and why:
 9. Shared prompt (``grpo.shared_prompt=true``, the default): the language model runs each prompt once
    per pass and repeats its KV cache to the G rollouts, for sampling, the hinted regeneration (the
    prefill is appended to the same cache) and the policy/reference/old-policy scoring
-   (:mod:`msa.rl.rollout`). Same draws, log-probs and gradients as running the prompt G times
+   (:mod:`msa.rl.shared_prompt`). Same draws, log-probs and gradients as running the prompt G times
    (``false``, kept for comparison), at P + G*C instead of G*(P + C) positions per pass.
 10. DDP: every rank joins every collective of a step, even one with nothing to learn (all groups
     dropped, or the batch skipped): it backpropagates a zero loss and steps with the others, so
@@ -71,14 +71,15 @@ import torch
 
 from msa.dc import HINT_FOLLOWS, hint_prefill, polarity_of
 from msa.generation import suppressed_ids
-from msa.models import export_policy
+from msa.models import export_policy, unwrap_peft
 from msa.models.encode import encode_media
 from msa.rl.advantages import (anchored_advantages, frac_zero_std, group_advantages, reward_moments,
                                 std_from_moments)
 from msa.rl.hard import find_hard, select_groups
 from msa.rl.losses import grpo_loss, token_entropy, token_logprobs
 from msa.rl.rewards import REWARD_FUNCS, total_reward
-from msa.rl.rollout import completion_logits, prompt_pass, sample
+from msa.rl.rollout import completion_logits, sample
+from msa.rl.shared_prompt import prompt_pass
 from msa.rl.types import reward_metrics
 from msa.stages.base import PolicyModule
 
@@ -89,16 +90,21 @@ HINT_MODES = ("replace", "anchored")  # see 4. in the module docstring
 
 
 class GRPOModule(PolicyModule):
-    def __init__(self, policy, gcfg, *, dataset: str, hint: bool, hard: bool, out_dir: str | Path):
+    """``sampler``: what draws the G answers per prompt (:func:`msa.rl.rollout.sample`'s signature and
+    Rollout); tests pass scripted ones, benchmarks a timed wrapper."""
+
+    def __init__(self, policy, gcfg, *, dataset: str, hint: bool, hard: bool, out_dir: str | Path,
+                 sampler=sample):
         super().__init__(policy)
+        self.sampler = sampler
         if gcfg.num_generations < 2:
             raise ValueError("grpo.num_generations: GRPO needs at least 2 generations per prompt")
-        if gcfg.get("hint_mode", "replace") not in HINT_MODES:
+        if gcfg.hint_mode not in HINT_MODES:
             raise ValueError(f"grpo.hint_mode must be one of {HINT_MODES}, got {gcfg.hint_mode!r}")
         self.automatic_optimization = False
         self.g = gcfg
         self.dataset, self.hint, self.hard = dataset, hint, hard
-        self.hint_mode = gcfg.get("hint_mode", "replace")
+        self.hint_mode = gcfg.hint_mode
         self.out_dir = Path(out_dir)
         trained_towers = any(p.requires_grad for n, p in self.model.named_parameters()
                              if ".visual." in n or ".audio_tower." in n)
@@ -123,14 +129,14 @@ class GRPOModule(PolicyModule):
         B = batch["input_ids"].shape[0]
         labels = [float(x) for x in batch["label"]]
         rows = torch.arange(B, device=self.device)
-        media = encode_media(self.policy.base, batch) if g.reuse_encoder_outputs else None
+        media = encode_media(unwrap_peft(self.model), batch) if g.reuse_encoder_outputs else None
         # shared path: every prompt goes through the model once; sampling and the hint reuse its cache
         prompts = self._prompt_pass(batch, media, rows) if g.shared_prompt else None
 
         # 1. sample G answers per prompt (group-major: rows b*G .. b*G+G-1 belong to prompt b), 2. reward
         s = self._sample(batch, media, rows, prompts)
         self._reward(s, labels)
-        reward_before = s.rewards.mean().item()
+        own_reward = s.rewards.mean().item()  # the policy's own samples, before hinted groups replace hard ones
         # 3. hard prompts: every rollout's polarity wrong (or every reward below the threshold)
         is_hard = find_hard(s.right.view(B, G).cpu(), s.rewards.view(B, G).cpu(), g.hard_rule, g.hard_threshold)
         regen, drop = select_groups(is_hard, hint=self.hint, keep_hard=self.hard)
@@ -155,7 +161,7 @@ class GRPOModule(PolicyModule):
         keep = (~drop).repeat_interleave(G)  # hard=false: dropped groups leave the loss entirely
         # 6-9. loss -> backward -> clip -> step (num_iterations passes over this batch)
         stats = self._optimise(batch, media, s, adv, keep)
-        self._log_step(step, batch, s, adv, is_hard, reward_before, stats)
+        self._log_step(step, batch, s, adv, is_hard, own_reward, stats)
         return None
 
     def _empty_step(self):
@@ -169,14 +175,14 @@ class GRPOModule(PolicyModule):
     # ---------------------------------------------------------------- pieces of the step
     def _prompt_pass(self, batch, media, rows):
         with torch.no_grad():
-            return prompt_pass(self.model, self.policy.base, batch, media, rows, batch["use_audio_in_video"])
+            return prompt_pass(self.model, unwrap_peft(self.model), batch, media, rows, batch["use_audio_in_video"])
 
     def _sample(self, batch, media, rows, prompts, prefills=None):
         g = self.g
-        return sample(self.model, self.policy.base, self.policy.tokenizer, batch, media, rows,
-                      group_size=g.num_generations, max_new_tokens=g.max_new_tokens,
-                      temperature=g.temperature, top_p=g.top_p, use_audio_in_video=batch["use_audio_in_video"],
-                      prefills=prefills, prefill_follows=HINT_FOLLOWS if prefills else "", prompts=prompts)
+        return self.sampler(self.model, unwrap_peft(self.model), self.policy.tokenizer, batch, media, rows,
+                            group_size=g.num_generations, max_new_tokens=g.max_new_tokens,
+                            temperature=g.temperature, top_p=g.top_p, use_audio_in_video=batch["use_audio_in_video"],
+                            prefills=prefills, prefill_follows=HINT_FOLLOWS if prefills else "", prompts=prompts)
 
     def _reward(self, s, labels):
         """Attach the rewards of the rollouts' texts (prefill included) to ``s``."""
@@ -186,7 +192,7 @@ class GRPOModule(PolicyModule):
         s.set_rewards(torch.tensor(totals, dtype=torch.float32), per_fn, torch.tensor([v > 0 for v in per_fn["polarity"]]))
 
     def _logits(self, batch, media, s, model=None):
-        thinker = self.policy.base if model is None else _thinker(model)
+        thinker = unwrap_peft(model or self.model)
         return completion_logits(model or self.model, thinker, batch, media, s.prompt_rows, s.completion_ids,
                                  s.completion_mask, batch["use_audio_in_video"],
                                  suppress=suppressed_ids(self.policy.tokenizer),
@@ -285,7 +291,7 @@ class GRPOModule(PolicyModule):
         return self.global_step + self.idle_steps
 
     # ---------------------------------------------------------------- logging
-    def _log_step(self, step, batch, s, adv, is_hard, reward_before, stats):
+    def _log_step(self, step, batch, s, adv, is_hard, own_reward, stats):
         G = self.g.num_generations
         m = {
             "frac_reward_zero_std": frac_zero_std(s.rewards.cpu(), G),
@@ -296,7 +302,7 @@ class GRPOModule(PolicyModule):
             "completions/clipped_ratio": s.clipped.float().mean().item(),
             "hint/rate": s.hinted.float().mean().item(),
             "hard/frac": is_hard.float().mean().item(),
-            "hint/reward_before": reward_before,
+            "own_reward": own_reward,
             "hint/reward_after": s.rewards.mean().item(),
             "skipped_step": stats["skipped"],
             "loss_rows": stats["rows"],  # rollouts in the loss (hard=false removes dropped groups)
@@ -330,7 +336,7 @@ class GRPOModule(PolicyModule):
     def _metric_keys() -> list[str]:
         return ["frac_reward_zero_std", "kl", "entropy", "loss", "clip_ratio/low_mean",
                 "clip_ratio/high_mean", "clip_ratio/region_mean", "completions/mean_length",
-                "completions/clipped_ratio", "hint/rate", "hard/frac", "hint/reward_before", "hint/reward_after",
+                "completions/clipped_ratio", "hint/rate", "hard/frac", "own_reward", "hint/reward_after",
                 "skipped_step", "loss_rows"]
 
     def _write_completions(self, step, batch, s, adv):
@@ -371,10 +377,6 @@ class GRPOModule(PolicyModule):
         self.idle_steps = int(checkpoint.get("msa_grpo_idle_steps", 0))
 
 
-def _thinker(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def fifths(values: list[float]) -> tuple[float, float]:
     """Mean of the first and of the last fifth of a curve (at least one point each)."""
     if not values:
@@ -406,9 +408,9 @@ def run(ctx) -> dict:
     hist = pd.DataFrame(module.history)
     hist.to_csv(out / "train_history.csv", index=False)
     first, last = fifths(hist["reward"].tolist() if len(hist) else [])
-    # The reward of the policy's own samples (before hinted groups replace hard ones): the curve that
+    # own_reward (the policy's own samples, before hinted groups replace hard ones) is the curve that
     # compares across hint=true/false; "reward" after replacement credits the given polarity.
-    own_first, own_last = fifths(hist["hint/reward_before"].tolist() if len(hist) else [])
+    own_first, own_last = fifths(hist["own_reward"].tolist() if len(hist) else [])
     train_summary = {"reward_first_fifth": first, "reward_last_fifth": last,
                      "own_reward_first_fifth": own_first, "own_reward_last_fifth": own_last,
                      "hint_rate": float(hist["hint/rate"].mean()) if len(hist) else float("nan"),
