@@ -17,6 +17,7 @@ SETTINGS = {
     "grpo": "Hint-GRPO, stage=grpo hint=true hard=true",
     "grpo_no_hint": "standard GRPO, stage=grpo hint=false",
     "grpo_no_hard": "GRPO without hard prompts, stage=grpo hard=false",
+    "grpo_anchored": "Hint-GRPO with grpo.hint_mode=anchored (not the paper's: msa/stages/grpo.py, 4.)",
 }
 
 RESOLVED_CONFIG = "resolved_config.yaml"  # written by train.py (msa.plan.save_run_config); Hydra's own copy else
@@ -75,6 +76,8 @@ def classify(cfg: dict) -> dict[str, str]:
     {'zero_shot': 'eval'}
     >>> classify({"stages": ["grpo"], "init_from": "x", "hint": False, "hard": True})
     {'grpo_no_hint': 'grpo'}
+    >>> classify({"stages": ["grpo"], "init_from": "x", "hint": True, "hint_mode": "anchored", "hard": True})
+    {'grpo_anchored': 'grpo'}
     """
     stages = list(cfg["stages"])
     out = {}
@@ -84,7 +87,9 @@ def classify(cfg: dict) -> dict[str, str]:
         out[f"sft_{cfg['sft_answer']}"] = "sft"
     if "grpo" in stages:
         hint, hard = bool(cfg["hint"]), bool(cfg["hard"])
-        if hard:
+        if hint and hard and cfg.get("hint_mode", "replace") != "replace":
+            out[f"grpo_{cfg['hint_mode']}"] = "grpo"  # another hint, never a row of the paper's tables
+        elif hard:
             out["grpo" if hint else "grpo_no_hint"] = "grpo"
         elif hint:
             out["grpo_no_hard"] = "grpo"
@@ -103,7 +108,8 @@ def load_run(path: str | Path) -> Run:
     raw = OmegaConf.load(cfg_file)
     cfg = {"stages": _select(raw, "stage.run", []), "init_from": _select(raw, "init_from"),
            "sft_answer": _select(raw, "sft.answer", "dc"), "eval_answer": _select(raw, "eval.answer", "dc"),
-           "hint": _select(raw, "hint", True), "hard": _select(raw, "hard", True), "seed": _select(raw, "seed", 0),
+           "hint": _select(raw, "hint", True), "hint_mode": _select(raw, "grpo.hint_mode", "replace"),
+           "hard": _select(raw, "hard", True), "seed": _select(raw, "seed", 0),
            "data": _select(raw, "data.name"), "model": _select(raw, "model.name")}
     run = Run(path=path, cfg=cfg, metrics=json.loads((path / "metrics.json").read_text()))
     run.settings = classify(cfg)
