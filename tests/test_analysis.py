@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from msa.analysis import load_completions, load_metrics, metrics_table, plot_reward_curves, reward_curve
 
@@ -57,10 +58,12 @@ def test_hint_ablation_script_compares_own_rewards_over_seeds(tmp_path, capsys):
                       "hard/frac": [0.5] * 5}).to_csv(job / "grpo" / "train_history.csv", index=False)
     plot.main(str(tmp_path))
     out = capsys.readouterr().out
-    means = out.split("mean over seeds:")[1]
+    means, stds = out.split("mean over seeds:")[1].split("std over seeds:")
     rows = {line.split()[0]: line.split()[1:] for line in means.strip().splitlines()[1:] if line.startswith("hint=")}
     assert [float(x) for x in rows["hint=true"][:2]] == [1.0, 4.0]
     assert [float(x) for x in rows["hint=false"][:2]] == [1.0, 1.0]
+    spread = {line.split()[0]: line.split()[1:] for line in stds.splitlines()[1:] if line.startswith("hint=")}
+    assert [float(x) for x in spread["hint=true"][:2]] == [0.0, 1.414]  # last fifths 5 and 3: std sqrt(2)
     assert (tmp_path / "reward_curves.png").exists()
 
 
@@ -140,3 +143,48 @@ def test_teacher_chains_read_like_predictions(tmp_path):
     c = load_chains(tmp_path, "cot")
     assert c["id"].tolist() == ["v$_$1"] and c.loc[0, "prediction"] == 0.6 and not c.loc[0, "parse_fail"]
     assert c.loc[0, "parsed_polarity"] == "positive" and c.loc[0, "parsed_reasoning"] == "Warm words."
+
+
+def test_hint_ablation_script_scores_the_conflict_clips_and_the_prompts_hard_at_start(tmp_path):
+    """A job named from its saved config (no Hydra overrides). Numbers by hand (SIMS-like bins):
+    conflict clips a (label -0.6, predicted 0.4: wrong side) and b (0.8, 0.6: right) -> acc2 = acc3 = 0.5,
+    MAE (1.0 + 0.2) / 2 = 0.6; clip c is not a conflict clip and stays out. Hard at start: three prompts,
+    greedy predictions off by 0.4, 0.2, 0 -> MAE 0.2, polarity right 2 of 3, still hard (0 of G right) 1 of 3."""
+    import importlib.util
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    spec = importlib.util.spec_from_file_location(
+        "hint_plot2", Path(__file__).resolve().parent.parent / "experiments" / "hint_ablation" / "plot.py")
+    plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot)
+
+    data = tmp_path / "data"
+    data.mkdir()
+    pd.DataFrame({"video_id": ["v", "v", "v"], "clip_id": ["a", "b", "c"], "text": ["x", "y", "z"],
+                  "label": [-0.6, 0.8, 0.2], "annotation": ["Negative", "Positive", "Positive"],
+                  "mode": ["test"] * 3, "conflict": [1, 1, 0]}).to_csv(data / "label.csv", index=False)
+    job = tmp_path / "job"
+    (job / "grpo").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create({"stage": {"run": ["grpo"]}, "init_from": "sft", "hint": True, "hard": True,
+                                     "seed": 3, "grpo": {"hint_mode": "anchored"},
+                                     "data": {"name": "hard", "root": str(data)}}), job / "resolved_config.yaml")
+    (job / "metrics.json").write_text(json.dumps({"grpo": {"hard": {"acc2": 0.7, "mae": 0.5, "parse_fail_rate": 0.0}}}))
+    preds = [("v$_$a", -0.6, 0.4), ("v$_$b", 0.8, 0.6), ("v$_$c", 0.2, -1.0)]
+    (job / "grpo" / "predictions.jsonl").write_text("".join(
+        json.dumps({"id": i, "dataset": "hard", "label": y, "prediction": p}) + "\n" for i, y, p in preds))
+    pd.DataFrame({"step": range(5), "reward": [1.0] * 5, "own_reward": [1.0] * 5,
+                  "hard/frac": [0.2] * 5}).to_csv(job / "grpo" / "train_history.csv", index=False)
+    pd.DataFrame({"id": ["t1", "t2", "t3"], "label": [-0.6, 0.2, 0.8], "n_right": [0, 1, 2],
+                  "greedy_polarity_right": [True, False, True], "greedy_prediction": [-0.2, 0.0, 0.8],
+                  "greedy_parse_fail": [False] * 3}).to_parquet(job / plot.PROBE)
+
+    assert plot.job_name(job) == "hint=true,grpo.hint_mode=anchored,hard=true,seed=3"
+    row = plot.summary(job)
+    assert row["hard conflict n"] == 2
+    assert row["hard conflict acc2"] == 0.5 and row["hard conflict acc3"] == 0.5
+    assert row["hard conflict mae"] == pytest.approx(0.6)
+    assert row["hard@start n"] == 3 and row["hard@start mae"] == pytest.approx(0.2)
+    assert row["hard@start polarity right"] == pytest.approx(2 / 3)
+    assert row["hard@start still hard"] == pytest.approx(1 / 3)

@@ -7,12 +7,22 @@
 The curve is the reward of the policy's own samples, *before* hard groups are replaced by hinted ones
 (``own_reward``): after replacement a hint=true step scores the hinted answers, whose polarity
 is given, so its raw ``reward`` is not comparable with hint=false's. Writes ``reward_curves.png`` into
-the sweep directory and prints, per job and then averaged over seeds, the first/last fifth of that
-curve, the hard-prompt rate and the test metrics.
+the sweep directory and prints, per job and then averaged over seeds (mean and std), the first/last
+fifth of that curve, the hard-prompt rate and the test metrics, and two subsets of them:
+
+* ``conflict``: the test clips whose label file says ``conflict=1`` (the hard family: words against
+  voice and face), scored with the same MMSA metrics;
+* ``hard@start``: the training prompts that were hard for the starting policy, when the job directory
+  holds ``probe_hard_start.parquet`` (``probe.py`` of the job's export on those ids): greedy polarity
+  accuracy, MAE, and the share still hard (none of G samples right).
+
+A job is named by its overrides (a Hydra multirun), else by its saved config (hint, grpo.hint_mode when
+not the paper's, hard, seed). Evaluation-only runs (``stage=eval``) are read too, for Table III.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -22,25 +32,83 @@ from omegaconf import OmegaConf
 from msa.analysis import load_metrics, plot_reward_curves, reward_curve
 from msa.stages.grpo import fifths
 
-FLAGS = ("hint=", "hard=", "seed=")
+FLAGS = ("hint=", "grpo.hint_mode=", "hard=", "seed=")
+PROBE = "probe_hard_start.parquet"
 
 
 def job_name(job: Path) -> str:
     overrides = OmegaConf.load(job / ".hydra" / "overrides.yaml") if (job / ".hydra").exists() else []
     # Hydra writes swept bools as True/False; the command line says true/false
-    return ",".join(o.lower() for o in overrides if o.startswith(FLAGS)) or job.name
+    named = ",".join(o.lower() for o in overrides if o.startswith(FLAGS))
+    if named or not (job / "resolved_config.yaml").exists():
+        return named or job.name
+    cfg = OmegaConf.load(job / "resolved_config.yaml")
+    if list(cfg.stage.run) == ["eval"]:
+        return "sft (eval)" if cfg.init_from else "zero-shot (eval)"
+    mode = cfg.grpo.get("hint_mode", "replace")
+    return ",".join([f"hint={str(cfg.hint).lower()}"] + ([f"grpo.hint_mode={mode}"] if mode != "replace" else [])
+                    + [f"hard={str(cfg.hard).lower()}", f"seed={cfg.seed}"])
+
+
+def subset_metrics(predictions: pd.DataFrame, dataset: str, prefix: str) -> dict:
+    """acc2, acc3 and MAE (MMSA's definitions, msa.metrics) of a subset of predictions, and its size."""
+    from msa.metrics import sentiment_metrics
+
+    if predictions.empty:
+        return {}
+    m = sentiment_metrics(predictions["prediction"].tolist(), predictions["label"].tolist(), dataset)
+    return {f"{prefix} acc2": m["acc2"], f"{prefix} acc3": m["acc3"], f"{prefix} mae": m["mae"],
+            f"{prefix} n": float(len(predictions))}
+
+
+def conflict_metrics(job: Path, stage: str, dataset: str) -> dict:
+    """The test predictions of ``dataset`` on its conflict clips (label file column ``conflict``), if any."""
+    from msa.data.labels import read_labels
+
+    path = job / stage / "predictions.jsonl"
+    cfg_file = job / "resolved_config.yaml"
+    if not path.exists() or not cfg_file.exists():
+        return {}
+    cfg = OmegaConf.load(cfg_file)
+    if dataset != cfg.data.name:  # cross-dataset targets: their roots are in eval.roots, not read here
+        return {}
+    labels = read_labels(cfg.data.root, dataset)
+    if labels["conflict"].isna().all():
+        return {}
+    preds = pd.DataFrame([json.loads(line) for line in path.read_text().splitlines()])
+    preds = preds[preds["dataset"] == dataset]
+    conflict = set(labels.loc[labels["conflict"] == 1, "id"])
+    return subset_metrics(preds[preds["id"].isin(conflict)], dataset, f"{dataset} conflict")
+
+
+def hard_start_metrics(job: Path, dataset: str) -> dict:
+    """The job's answers on the prompts that were hard at the start (``probe_hard_start.parquet``)."""
+    if not (job / PROBE).exists():
+        return {}
+    probe = pd.read_parquet(job / PROBE)
+    greedy = probe.rename(columns={"greedy_prediction": "prediction"})
+    out = subset_metrics(greedy, dataset, "hard@start")
+    out["hard@start polarity right"] = float(probe["greedy_polarity_right"].mean())
+    if probe["n_right"].notna().all():
+        out["hard@start still hard"] = float((probe["n_right"] == 0).mean())
+    return out
 
 
 def summary(job: Path) -> dict:
-    h = reward_curve(job)
-    first, last = fifths(h["own_reward"].tolist())
-    row = {"own reward first fifth": first, "own reward last fifth": last, "hard frac": h["hard/frac"].mean()}
-    m = load_metrics(job).get("grpo", {})
-    for ds, met in m.items():
+    metrics = load_metrics(job)
+    stage = "grpo" if "grpo" in metrics else "eval"
+    row = {}
+    if (job / "grpo" / "train_history.csv").exists():
+        h = reward_curve(job)
+        first, last = fifths(h["own_reward"].tolist())
+        row = {"own reward first fifth": first, "own reward last fifth": last, "hard frac": h["hard/frac"].mean()}
+    for ds, met in metrics.get(stage, {}).items():
         row[f"{ds} format-valid"] = 1 - met["parse_fail_rate"]
         for k in ("acc2", "acc2_non0", "acc3", "mae"):
             if isinstance(met.get(k), float):
                 row[f"{ds} {k}"] = met[k]
+        row.update(conflict_metrics(job, stage, ds))
+        row.update(hard_start_metrics(job, ds))
     return row
 
 
@@ -48,13 +116,17 @@ def main(sweep: str) -> None:
     jobs = {job_name(j): j for j in sorted(Path(sweep).iterdir()) if (j / "metrics.json").exists()}
     if not jobs:
         sys.exit(f"{sweep}: no finished jobs (metrics.json) found")
-    png = plot_reward_curves(jobs, Path(sweep) / "reward_curves.png", column="own_reward")
+    curves = {n: j for n, j in jobs.items() if (j / "grpo" / "train_history.csv").exists()}
+    png = plot_reward_curves(curves, Path(sweep) / "reward_curves.png", column="own_reward") if curves else None
     table = pd.DataFrame({name: summary(j) for name, j in jobs.items()}).T
-    pd.set_option("display.width", 200)
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 60)
     print(table.round(3).to_string())
     setting = table.index.map(lambda n: ",".join(p for p in n.split(",") if not p.startswith("seed=")))
     print("\nmean over seeds:")
     print(table.groupby(setting).mean().round(3).to_string())
+    print("\nstd over seeds:")
+    print(table.groupby(setting).std().round(3).to_string())
     print(f"curves: {png}")
 
 
