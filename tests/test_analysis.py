@@ -148,7 +148,8 @@ def test_teacher_chains_read_like_predictions(tmp_path):
 def test_hint_ablation_script_scores_the_conflict_clips_and_the_prompts_hard_at_start(tmp_path):
     """A job named from its saved config (no Hydra overrides). Numbers by hand (SIMS-like bins):
     conflict clips a (label -0.6, predicted 0.4: wrong side) and b (0.8, 0.6: right) -> acc2 = acc3 = 0.5,
-    MAE (1.0 + 0.2) / 2 = 0.6; clip c is not a conflict clip and stays out. Hard at start: three prompts,
+    MAE (1.0 + 0.2) / 2 = 0.6; clip c is not a conflict clip and stays out. The polarity tags are right on
+    c only: 1/3 over the test, 0 on the conflict clips. Hard at start: three prompts,
     greedy predictions off by 0.4, 0.2, 0 -> MAE 0.2, polarity right 2 of 3, still hard (0 of G right) 1 of 3."""
     import importlib.util
     from pathlib import Path
@@ -171,9 +172,10 @@ def test_hint_ablation_script_scores_the_conflict_clips_and_the_prompts_hard_at_
                                      "seed": 3, "grpo": {"hint_mode": "anchored"},
                                      "data": {"name": "hard", "root": str(data)}}), job / "resolved_config.yaml")
     (job / "metrics.json").write_text(json.dumps({"grpo": {"hard": {"acc2": 0.7, "mae": 0.5, "parse_fail_rate": 0.0}}}))
-    preds = [("v$_$a", -0.6, 0.4), ("v$_$b", 0.8, 0.6), ("v$_$c", 0.2, -1.0)]
+    preds = [("v$_$a", -0.6, 0.4, "positive"), ("v$_$b", 0.8, 0.6, "negative"), ("v$_$c", 0.2, -1.0, "positive")]
     (job / "grpo" / "predictions.jsonl").write_text("".join(
-        json.dumps({"id": i, "dataset": "hard", "label": y, "prediction": p}) + "\n" for i, y, p in preds))
+        json.dumps({"id": i, "dataset": "hard", "label": y, "prediction": p, "parsed_polarity": t}) + "\n"
+        for i, y, p, t in preds))
     pd.DataFrame({"step": range(5), "reward": [1.0] * 5, "own_reward": [1.0] * 5,
                   "hard/frac": [0.2] * 5}).to_csv(job / "grpo" / "train_history.csv", index=False)
     pd.DataFrame({"id": ["t1", "t2", "t3"], "label": [-0.6, 0.2, 0.8], "n_right": [0, 1, 2],
@@ -185,6 +187,8 @@ def test_hint_ablation_script_scores_the_conflict_clips_and_the_prompts_hard_at_
     assert row["hard conflict n"] == 2
     assert row["hard conflict acc2"] == 0.5 and row["hard conflict acc3"] == 0.5
     assert row["hard conflict mae"] == pytest.approx(0.6)
+    # the polarity tags: a says positive (label negative), b negative (positive), c positive (0.2: positive)
+    assert row["hard tag acc"] == pytest.approx(1 / 3) and row["hard conflict tag acc"] == 0.0
     assert row["hard@start n"] == 3 and row["hard@start mae"] == pytest.approx(0.2)
     assert row["hard@start polarity right"] == pytest.approx(2 / 3)
     assert row["hard@start still hard"] == pytest.approx(1 / 3)

@@ -61,24 +61,37 @@ def subset_metrics(predictions: pd.DataFrame, dataset: str, prefix: str) -> dict
             f"{prefix} n": float(len(predictions))}
 
 
-def conflict_metrics(job: Path, stage: str, dataset: str) -> dict:
-    """The test predictions of ``dataset`` on its conflict clips (label file column ``conflict``), if any."""
+def tag_accuracy(predictions: pd.DataFrame, dataset: str) -> float:
+    """How often the answer's polarity tag (what the hint writes) names the label's polarity; a malformed
+    answer counts as wrong. The MMSA metrics score the answer's score instead."""
+    from msa.dc import polarity_of
+
+    truth = [polarity_of(y, dataset) for y in predictions["label"]]
+    return float(sum(t == p for t, p in zip(truth, predictions["parsed_polarity"])) / max(1, len(truth)))
+
+
+def test_subsets(job: Path, stage: str, dataset: str) -> dict:
+    """The polarity tag's accuracy on ``dataset``'s test predictions, and the MMSA metrics and tag accuracy
+    of its conflict clips (label file column ``conflict``), if it has any."""
     from msa.data.labels import read_labels
 
     path = job / stage / "predictions.jsonl"
     cfg_file = job / "resolved_config.yaml"
     if not path.exists() or not cfg_file.exists():
         return {}
-    cfg = OmegaConf.load(cfg_file)
-    if dataset != cfg.data.name:  # cross-dataset targets: their roots are in eval.roots, not read here
-        return {}
-    labels = read_labels(cfg.data.root, dataset)
-    if labels["conflict"].isna().all():
-        return {}
     preds = pd.DataFrame([json.loads(line) for line in path.read_text().splitlines()])
     preds = preds[preds["dataset"] == dataset]
-    conflict = set(labels.loc[labels["conflict"] == 1, "id"])
-    return subset_metrics(preds[preds["id"].isin(conflict)], dataset, f"{dataset} conflict")
+    out = {f"{dataset} tag acc": tag_accuracy(preds, dataset)}
+    cfg = OmegaConf.load(cfg_file)
+    if dataset != cfg.data.name:  # cross-dataset targets: their roots are in eval.roots, not read here
+        return out
+    labels = read_labels(cfg.data.root, dataset)
+    if labels["conflict"].isna().all():
+        return out
+    conflict = preds[preds["id"].isin(set(labels.loc[labels["conflict"] == 1, "id"]))]
+    out.update(subset_metrics(conflict, dataset, f"{dataset} conflict"))
+    out[f"{dataset} conflict tag acc"] = tag_accuracy(conflict, dataset)
+    return out
 
 
 def hard_start_metrics(job: Path, dataset: str) -> dict:
@@ -107,7 +120,7 @@ def summary(job: Path) -> dict:
         for k in ("acc2", "acc2_non0", "acc3", "mae"):
             if isinstance(met.get(k), float):
                 row[f"{ds} {k}"] = met[k]
-        row.update(conflict_metrics(job, stage, ds))
+        row.update(test_subsets(job, stage, ds))
         row.update(hard_start_metrics(job, ds))
     return row
 
