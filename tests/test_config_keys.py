@@ -39,6 +39,7 @@ CONF = ROOT / "conf"
 NOT_READ = {
     "task_name": "names the run directory (hydra.run.dir) and the W&B group; read by Hydra",
     "experiment_name": "names the W&B group (logger.group interpolates it)",
+    "tags": "the W&B run's tags (logger.tags interpolates it; the CSV logger has none)",
     "experiment": "the group of presets: its keys land at the top level (@package _global_)",
     "debug": "the group of debug presets (@package _global_)",
     "local": "untracked per-machine overrides (optional local group)",
