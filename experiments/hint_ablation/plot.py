@@ -125,17 +125,27 @@ def summary(job: Path) -> dict:
     return row
 
 
+def without_seed(name: str) -> str:
+    return ",".join(p for p in name.split(",") if not p.startswith("seed="))
+
+
 def main(sweep: str) -> None:
     jobs = {job_name(j): j for j in sorted(Path(sweep).iterdir()) if (j / "metrics.json").exists()}
     if not jobs:
         sys.exit(f"{sweep}: no finished jobs (metrics.json) found")
-    curves = {n: j for n, j in jobs.items() if (j / "grpo" / "train_history.csv").exists()}
-    png = plot_reward_curves(curves, Path(sweep) / "reward_curves.png", column="own_reward") if curves else None
+    curves: dict[str, list[Path]] = {}  # one line per setting: the mean over its seeds, with a +-1 std band
+    for name, job in jobs.items():
+        if (job / "grpo" / "train_history.csv").exists():
+            curves.setdefault(without_seed(name), []).append(job)
+    longest = max((len(reward_curve(j[0])) for j in curves.values()), default=0)
+    window = 10 if longest >= 100 else 5  # long runs: a wider rolling mean, or the lines drown in noise
+    png = plot_reward_curves(curves, Path(sweep) / "reward_curves.png", column="own_reward",
+                             window=window) if curves else None
     table = pd.DataFrame({name: summary(j) for name, j in jobs.items()}).T
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 60)
     print(table.round(3).to_string())
-    setting = table.index.map(lambda n: ",".join(p for p in n.split(",") if not p.startswith("seed=")))
+    setting = table.index.map(without_seed)
     print("\nmean over seeds:")
     print(table.groupby(setting).mean().round(3).to_string())
     print("\nstd over seeds:")
