@@ -42,14 +42,18 @@ def make_clip(path: str | Path, seconds: float = 2.0, *, fps: int = 10, size: in
         if audio:
             n = int(round(seconds * sample_rate))
             wave = (0.3 * np.sin(2 * np.pi * tone * np.arange(n) / sample_rate)).astype(np.float32)
-            planes = np.repeat(wave[None], channels, axis=0)  # [C, S]
-            for start in range(0, n, 1024):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes[:, start:start + 1024]),
-                                                   format="fltp", layout=layout)
-                frame.sample_rate, frame.pts = sample_rate, start
-                out.mux(aus.encode(frame))
-            out.mux(aus.encode())
+            mux_audio(out, aus, np.repeat(wave[None], channels, axis=0), sample_rate, layout)
     return path
+
+
+def mux_audio(out, stream, planes: np.ndarray, sample_rate: int, layout: str) -> None:
+    """Encode float planes ``[C, S]`` into the audio ``stream`` of ``out`` (1024-sample frames), then flush."""
+    for start in range(0, planes.shape[1], 1024):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes[:, start:start + 1024]), format="fltp",
+                                           layout=layout)
+        frame.sample_rate, frame.pts = sample_rate, start
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode())
 
 
 def truncate(path: str | Path, fraction: float = 0.5) -> Path:

@@ -25,6 +25,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from data_fixtures import mux_audio
+
 INDEX_BITS = 12  # frame indices up to 4095 (40 s at 29.97 fps is 1199 frames)
 
 
@@ -108,13 +110,7 @@ def write_clip(path: str | Path, seconds: float, *, fps: Fraction | int = Fracti
             out.mux(vs.encode(frame))
         out.mux(vs.encode())
         if aus is not None:
-            planes = broadband(seconds, audio_rate, channels)
-            for start in range(0, planes.shape[1], 1024):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes[:, start:start + 1024]),
-                                                   format="fltp", layout=layout)
-                frame.sample_rate, frame.pts = audio_rate, start
-                out.mux(aus.encode(frame))
-            out.mux(aus.encode())
+            mux_audio(out, aus, broadband(seconds, audio_rate, channels), audio_rate, layout)
     return path
 
 

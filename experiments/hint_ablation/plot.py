@@ -22,14 +22,13 @@ not the paper's, hard, seed). Evaluation-only runs (``stage=eval``) are read too
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import OmegaConf
 
-from msa.analysis import load_metrics, plot_reward_curves, reward_curve
+from msa.analysis import load_metrics, load_predictions, plot_reward_curves, reward_curve, run_config
 from msa.stages.grpo import fifths
 
 FLAGS = ("hint=", "grpo.hint_mode=", "hard=", "seed=")
@@ -42,7 +41,7 @@ def job_name(job: Path) -> str:
     named = ",".join(o.lower() for o in overrides if o.startswith(FLAGS))
     if named or not (job / "resolved_config.yaml").exists():
         return named or job.name
-    cfg = OmegaConf.load(job / "resolved_config.yaml")
+    cfg = run_config(job)
     if list(cfg.stage.run) == ["eval"]:
         return "sft (eval)" if cfg.init_from else "zero-shot (eval)"
     mode = cfg.grpo.get("hint_mode", "replace")
@@ -75,14 +74,12 @@ def test_subsets(job: Path, stage: str, dataset: str) -> dict:
     of its conflict clips (label file column ``conflict``), if it has any."""
     from msa.data.labels import read_labels
 
-    path = job / stage / "predictions.jsonl"
-    cfg_file = job / "resolved_config.yaml"
-    if not path.exists() or not cfg_file.exists():
+    if not (job / stage / "predictions.jsonl").exists() or not (job / "resolved_config.yaml").exists():
         return {}
-    preds = pd.DataFrame([json.loads(line) for line in path.read_text().splitlines()])
+    preds = load_predictions(job, stage)
     preds = preds[preds["dataset"] == dataset]
     out = {f"{dataset} tag acc": tag_accuracy(preds, dataset)}
-    cfg = OmegaConf.load(cfg_file)
+    cfg = run_config(job)
     if dataset != cfg.data.name:  # cross-dataset targets: their roots are in eval.roots, not read here
         return out
     labels = read_labels(cfg.data.root, dataset)

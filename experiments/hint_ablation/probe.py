@@ -28,7 +28,6 @@ from omegaconf import OmegaConf
 
 
 def probe(run_dir: Path, export: Path, *, split: str, samples: int, seed: int, ids: set[str] | None) -> pd.DataFrame:
-    from msa.data.labels import read_labels
     from msa.dc import polarity_of
     from msa.evaluation import prediction_records
     from msa.generation import generate_texts
@@ -57,7 +56,7 @@ def probe(run_dir: Path, export: Path, *, split: str, samples: int, seed: int, i
         from msa.data.dataset import MSADataset
 
         dm.datasets[split] = MSADataset(dm.frames[split], dataset, dm.cache, modalities=dm.modalities)
-    labels = read_labels(dm.root, dataset).set_index("id")
+    conflict = dm.frames[split].set_index("id")["conflict"]  # NaN where the label file has no such column
     torch.manual_seed(seed)
     g = cfg.grpo
     rows = []
@@ -86,7 +85,7 @@ def probe(run_dir: Path, export: Path, *, split: str, samples: int, seed: int, i
         for i, rec in enumerate(prediction_records(texts, batch, dataset=dataset, range_dataset=dataset)):
             label = rec["label"]
             rows.append({"id": rec["id"], "label": label,
-                         "conflict": int(labels.loc[rec["id"], "conflict"]) if "conflict" in labels.columns else None,
+                         "conflict": None if pd.isna(conflict[rec["id"]]) else int(conflict[rec["id"]]),
                          "n_right": right[i], "greedy_polarity_right": rec["parsed_polarity"] == polarity_of(label, dataset)
                          and not rec["parse_fail"], "greedy_prediction": rec["prediction"],
                          "greedy_parse_fail": rec["parse_fail"]})
