@@ -23,6 +23,7 @@ from pathlib import Path
 from msa.cot.records import check_against_labels
 from msa.dc import format_answer, format_score
 from msa.evaluation import prediction_records, selection_score, summarize
+from msa.exports import enabled_modalities
 from msa.generation import generate_texts, model_inputs
 from msa.jsonl import iter_jsonl
 from msa.models import export_policy
@@ -78,8 +79,10 @@ def score_targets(frame, dataset: str) -> dict[str, str]:
 
 class SFTModule(PolicyModule):
     def __init__(self, policy, *, dataset: str, range_dataset: str, answer: str, lr: float, weight_decay: float,
-                 warmup_ratio: float, val_max_new_tokens: int, export_dir: str | Path | None = None):
+                 warmup_ratio: float, val_max_new_tokens: int, export_dir: str | Path | None = None,
+                 modalities: list[str] | None = None):
         super().__init__(policy)
+        self.modalities = modalities  # recorded in the export, so eval reads what it was trained on
         self.dataset, self.range_dataset, self.answer = dataset, range_dataset, answer
         self.lr, self.weight_decay, self.warmup_ratio = lr, weight_decay, warmup_ratio
         self.val_max_new_tokens = val_max_new_tokens
@@ -121,7 +124,7 @@ class SFTModule(PolicyModule):
                 export_policy(self.policy, self.export_dir / "best",
                               extra={"stage": "sft", "epoch": self.current_epoch, "val_score": score,
                                      "dataset": self.dataset, "range_dataset": self.range_dataset,
-                                     "answer": self.answer})
+                                     "answer": self.answer, "modalities": self.modalities})
 
     def configure_optimizers(self):
         return self.adamw_warmup_cosine(lr=self.lr, weight_decay=self.weight_decay,
@@ -159,7 +162,8 @@ def run(ctx) -> dict:
         dm.set_targets(score_targets(labels, dataset))
     module = SFTModule(policy, dataset=dataset, range_dataset=dataset, answer=cfg.sft.answer, lr=cfg.sft.lr,
                        weight_decay=cfg.sft.weight_decay, warmup_ratio=cfg.sft.warmup_ratio,
-                       val_max_new_tokens=cfg.sft.val_max_new_tokens, export_dir=Path(cfg.sft.checkpoint_dir))
+                       val_max_new_tokens=cfg.sft.val_max_new_tokens, export_dir=Path(cfg.sft.checkpoint_dir),
+                       modalities=enabled_modalities(cfg.data.modalities))
     trainer = build_trainer(ctx, "sft", max_epochs=cfg.sft.max_epochs, monitor="val/score",
                             ckpt_dir=cfg.sft.checkpoint_dir,
                             accumulate_grad_batches=cfg.sft.accumulate_grad_batches,
@@ -170,7 +174,8 @@ def run(ctx) -> dict:
         return {}
     best = Path(cfg.sft.checkpoint_dir) / "best"
     if not best.exists():  # no validation ran (e.g. fast_dev_run): export the last weights
-        export_policy(policy, best, extra={"stage": "sft", "dataset": dataset, "answer": cfg.sft.answer})
+        export_policy(policy, best, extra={"stage": "sft", "dataset": dataset, "answer": cfg.sft.answer,
+                                           "modalities": enabled_modalities(cfg.data.modalities)})
     ctx.artefacts["policy"] = str(best)
     results = test_policy(ctx, "sft", best, answer=cfg.sft.answer)
     ctx.record("sft_train", {"best_val_score": module.best_score, "steps": trainer.global_step,
