@@ -147,7 +147,12 @@ def validate(cfg: DictConfig) -> None:
         _check(cfg.trainer.get("accumulate_grad_batches", 1) in (None, 1), "trainer.accumulate_grad_batches",
                "must be 1 for grpo (manual optimisation)")
     if "eval" in run:
-        _one_of(cfg, "eval.answer", ("dc", "score"))
+        if cfg.eval.get("answer") is not None:  # null: the export's (msa.exports)
+            _one_of(cfg, "eval.answer", ("dc", "score"))
+        if cfg.eval.get("modalities") is not None:
+            for name in cfg.eval.modalities:
+                _check(name in ("text", "audio", "video"), f"eval.modalities.{name}", "unknown modality")
+            _check(any(cfg.eval.modalities.values()), "eval.modalities", "at least one modality must be on")
     if any(s in run for s in ("sft", "grpo", "eval")):  # each ends with a pass over the eval targets
         _one_of(cfg, "eval.split", ("train", "valid", "test"))
         for d in cfg.eval.datasets or []:

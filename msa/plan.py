@@ -60,10 +60,9 @@ def answer_range(cfg: DictConfig, policy_dir: str | Path | None) -> str:
     """The dataset whose range the policy answers in: ``eval.range_dataset``, else what the export at
     ``policy_dir`` was trained on (its ``range_dataset``, else its ``dataset``: an SFT export trained on
     SIMS answers in [-1, 1] whatever ``data=`` says now), else ``data.name``."""
-    from msa.stages.common import read_export_meta
+    from msa.exports import export_facts
 
-    meta = read_export_meta(policy_dir)
-    return cfg.eval.range_dataset or meta.get("range_dataset") or meta.get("dataset") or cfg.data.name
+    return str(export_facts(cfg, policy_dir)["range_dataset"].value)
 
 
 def stage_splits(cfg: DictConfig, stage: str) -> list[str]:
@@ -106,6 +105,10 @@ def plan_rows(cfg: DictConfig) -> list[tuple[str, str]]:
             rows.append(("eval data" if i == 0 else "", f"{t.name}  {t.root}  (split {t.split})"))
         rows.append(("", f"scored after {', '.join(s for s in run if s in TESTED_BY)}; "
                          f"the model answers in {answer_range(cfg, policy)}'s range"))
+        if "eval" in run:
+            from msa.exports import export_facts, format_facts
+
+            rows.append(("", f"eval reads: {format_facts(export_facts(cfg, policy))}"))
     if cfg.data.get("limit"):
         rows.append(("limit", f"first {cfg.data.limit} clips of each split"))
     mode = cfg.grpo.get("hint_mode", "replace")

@@ -97,7 +97,12 @@ def run_setting(cfg: DictConfig, stage: str) -> dict:
     group-by and parallel-coordinates views read ``setting.hint``, ``setting.dataset``, ... directly
     (the full config is there too, nested, but ``stage.run`` is a list and the model a whole node)."""
     model = cfg.model.get("name", "?") + (f":{Path(str(cfg.model.path)).name}" if cfg.model.get("path") else "")
-    answer = "dc" if stage == "grpo" else cfg.eval.get("answer") if stage == "eval" else cfg.sft.get("answer")
+    if stage == "eval":
+        from msa.exports import export_facts
+
+        answer = export_facts(cfg, cfg.get("init_from"))["answer"].value
+    else:
+        answer = "dc" if stage == "grpo" else cfg.sft.get("answer")
     return {"study": cfg.logger.get("group") or cfg.experiment_name, "experiment": cfg.experiment_name,
             "stage": stage, "dataset": cfg.data.name,
             "eval_datasets": ",".join(cfg.eval.get("datasets") or [cfg.data.name]), "model": model,

@@ -210,7 +210,7 @@ def test_the_recorder_sees_reads_and_flags_an_unread_key(make_cfg):
     missing = unread(cfg, log)
     assert "eval.unused_knob" in missing and "eval.max_new_tokens" not in missing
     assert "teacher.quote_transcript" in missing and "cot.split" in missing
-    # eval.answer is not read here, so neither is sft.answer, which it interpolates
+    # keys no code read here are reported, whatever their value (eval.answer is null: the export decides)
     assert "eval.answer" in missing and "sft.answer" in missing
     # code elsewhere (here: a project module's reads do not count for this test's readers) is not ours
     from msa.plan import eval_targets

@@ -200,3 +200,53 @@ def test_the_issue_command_on_the_command_line(dataset_roots, cache_dir, tmp_pat
     assert r.stdout.index("plan\n") < r.stdout.index("outputs:") and plan.splitlines()[0] in r.stdout
     assert f"mosei  {dataset_roots['mosei']}  (split test)" in plan
     assert yaml.safe_load((tmp_path / "resolved_config.yaml").read_text())["eval"]["datasets"] == ["mosei"]
+
+
+def test_eval_takes_the_answer_format_and_modalities_from_the_export(make_cfg, dataset_roots, tmp_path):
+    """A score-baseline export scored with the DC parser fails every answer (parse_fail_rate 1.0)."""
+    from msa.exports import export_facts
+    from msa.plan import format_plan, plan_rows
+
+    export = tmp_path / "score_export"
+    export.mkdir()
+    (export / "msa_policy.json").write_text(json.dumps({"stage": "sft", "dataset": "sims", "answer": "score",
+                                                        "modalities": ["text", "audio"]}))
+    cfg = make_cfg("stage=eval", "data=mosi", f"data.root={dataset_roots['mosi']}", f"init_from={export}")
+    facts = export_facts(cfg, export)
+    assert (facts["answer"].value, facts["answer"].source) == ("score", "export")
+    assert (facts["modalities"].value, facts["range_dataset"].value) == (["text", "audio"], "sims")
+    assert "eval reads: answer score (export), range_dataset sims (export), modalities text+audio (export)" \
+        in format_plan(plan_rows(cfg))
+    cfg = make_cfg("stage=eval", "data=mosi", f"data.root={dataset_roots['mosi']}", f"init_from={export}",
+                   "eval.answer=dc", "eval.modalities={text: true, audio: false, video: false}")
+    facts = export_facts(cfg, export)
+    assert (facts["answer"].value, facts["answer"].source) == ("dc", "eval.answer")
+    assert (facts["modalities"].value, facts["modalities"].source) == (["text"], "eval.modalities")
+    zero_shot = export_facts(make_cfg("stage=eval", "data=mosi", f"data.root={dataset_roots['mosi']}"), None)
+    assert (zero_shot["answer"].value, zero_shot["answer"].source) == ("dc", "sft.answer")
+    assert zero_shot["modalities"].value == ["text", "audio", "video"]
+
+
+def test_the_eval_stage_scores_with_the_exports_answer_format(make_cfg, dataset_roots, tmp_path, monkeypatch):
+    import msa.stages.common
+    import msa.stages.evaluate as evaluate
+
+    export = tmp_path / "score_export"
+    export.mkdir()
+    (export / "msa_policy.json").write_text(json.dumps({"stage": "sft", "dataset": "mosi", "answer": "score"}))
+    seen = {}
+    monkeypatch.setattr(msa.stages.common, "load_stage_policy", lambda ctx: None)
+    monkeypatch.setattr(evaluate, "evaluate_policy", lambda ctx, policy, stage, answer: seen.update(answer=answer) or {})
+    cfg = make_cfg("stage=eval", "data=mosi", f"data.root={dataset_roots['mosi']}", f"init_from={export}")
+
+    class Ctx:
+        artefacts = {"policy": str(export)}
+
+        def __init__(self):
+            self.cfg = cfg
+
+        def record(self, *a):
+            pass
+
+    evaluate.run(Ctx())
+    assert seen["answer"] == "score"

@@ -174,3 +174,61 @@ def test_output_is_a_dataframe_per_labelled_row(tmp_path):
                             enumerate(["0.2", "", "-0.2"])], SIMS_HEADER)
     df = read_labels(tmp_path, "sims")
     assert isinstance(df, pd.DataFrame) and len(df) == 2 and df.attrs["n_unlabelled"] == 1
+
+
+def _sims_row(clip: str, label: str, mode: str = "train", *, t: str = "0.0") -> list[str]:
+    return ["video_0001", clip, "words", label, t, "0.0", "0.0", "Neutral", mode]
+
+
+@pytest.mark.parametrize("dataset, label", [("sims", "2.4"), ("sims", "100000"), ("mosi", "3.6"),
+                                            ("mosi", "-4.0"), ("sims", "inf"), ("mosi", "-inf")])
+def test_labels_outside_the_datasets_range_name_dataset_clip_and_range(tmp_path, dataset, label):
+    header = SIMS_HEADER if dataset == "sims" else ["video_id", "clip_id", "text", "label", "annotation", "mode"]
+    rows = [_sims_row("0001", "0.2"), _sims_row("0002", label)] if dataset == "sims" else \
+        [["vid", "1", "x", "1.0", "Positive", "train"], ["vid", "2", "x", label, "Positive", "train"]]
+    write_labels(tmp_path, rows, header)
+    bound = r"\[-1, 1\]" if dataset == "sims" else r"\[-3, 3\]"
+    with pytest.raises(LabelFileError, match=rf"{dataset}: .*label outside {bound}.*\$_\$0*2.*line 3"):
+        read_labels(tmp_path, dataset)
+
+
+def test_a_sims_file_on_mosis_scale_says_which_dataset_it_looks_like(tmp_path):
+    write_labels(tmp_path, [_sims_row("0001", "2.4"), _sims_row("0002", "-1.8")], SIMS_HEADER)
+    with pytest.raises(LabelFileError, match=r"2 clips.*on a \[-3, 3\] scale.*data=mosi"):
+        read_labels(tmp_path, "sims")
+
+
+def test_unimodal_labels_outside_the_range_are_errors_too(tmp_path):
+    write_labels(tmp_path, [_sims_row("0001", "0.2", t="1.5")], SIMS_HEADER)
+    with pytest.raises(LabelFileError, match=r"sims: label_T outside \[-1, 1\].*\$_\$0001 \(1.5, line 2\)"):
+        read_labels(tmp_path, "sims")
+
+
+def test_labels_on_the_ranges_edges_are_read(tmp_path):
+    write_labels(tmp_path, [_sims_row("0001", "1.0"), _sims_row("0002", "-1.0")], SIMS_HEADER)
+    assert read_labels(tmp_path, "sims")["label"].tolist() == [1.0, -1.0]
+
+
+def test_a_repeated_column_name_is_named(tmp_path):
+    write_labels(tmp_path, [["v", "1", "x", "0.1", "0.2", "train"]], ["video_id", "clip_id", "text", "label", "label", "mode"])
+    with pytest.raises(LabelFileError, match=r"mosi: .*label.csv repeats the column 'label'"):
+        read_labels(tmp_path, "mosi")
+
+
+def test_an_upper_case_header_is_read_as_the_header(tmp_path):
+    write_labels(tmp_path, [_sims_row("0001", "0.4")], [c.upper() for c in SIMS_HEADER])
+    df = read_labels(tmp_path, "sims")
+    assert df["id"].tolist() == ["video_0001$_$0001"] and df["label"].tolist() == [0.4]
+    assert df["label_T"].tolist() == [0.0]
+
+
+def test_a_short_row_is_named_by_its_line(tmp_path):
+    write_labels(tmp_path, [_sims_row("0001", "0.4"), ["video_0001", "0002", "words", "0.2"]], SIMS_HEADER)
+    with pytest.raises(LabelFileError, match=r"sims: .*line 3 has 4 fields, the header 9"):
+        read_labels(tmp_path, "sims")
+
+
+def test_an_unknown_mode_names_its_line(tmp_path):
+    write_labels(tmp_path, [_sims_row("0001", "0.4"), _sims_row("0002", "0.4", mode="tarin")], SIMS_HEADER)
+    with pytest.raises(LabelFileError, match=r"sims: unknown mode 'tarin' .*line 3"):
+        read_labels(tmp_path, "sims")

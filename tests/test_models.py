@@ -205,3 +205,20 @@ def test_lora_exports_reload_to_the_trained_policy_through_the_chain(tiny_cfg, t
         third_end = logits(third)
         export_policy(third, tmp_path / "third")
         assert torch.equal(logits(_eval_loader(mcfg, tmp_path / "third")), third_end)
+
+
+def test_a_damaged_checkpoint_names_its_file(tiny_dir, tmp_path):
+    """A truncated model.safetensors (an interrupted copy, a full disk) raised a SafetensorError naming nothing."""
+    import shutil
+
+    from msa.models.loader import ModelFilesError, apply_init, load_base
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_dir, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ModelFilesError, match=rf"model.path={damaged}: cannot load the weights in .*model.safetensors"):
+        load_base(OmegaConf.create({"path": str(damaged)}), None)
+    model, _ = load_base(OmegaConf.create({"path": str(tiny_dir)}), None)
+    with pytest.raises(ModelFilesError, match=rf"init_from={damaged}: cannot load the weights in .*model.safetensors"):
+        apply_init(model, damaged)

@@ -53,14 +53,49 @@ def test_warmup_cosine_schedule():
     assert warmup_cosine(10, 10, 2) == 0.0
 
 
+def _labels(**by_id):
+    import pandas as pd
+
+    return pd.DataFrame({"id": list(by_id), "label": list(by_id.values())})
+
+
 def test_load_targets_reads_cot_records(tmp_path):
     path = tmp_path / "cot.jsonl"
-    rec = {"id": "a", "dataset": "demo", "answer": "<polarity>neutral</polarity><think>x</think><score>0.0</score>"}
+    rec = {"id": "a", "dataset": "demo", "label": 0.0,
+           "answer": "<polarity>neutral</polarity><think>x</think><score>0.0</score>"}
     other = {"id": "b", "dataset": "mosi", "answer": "..."}
     path.write_text(json.dumps(rec) + "\n" + json.dumps(other) + "\n" + '{"id": "c", "datas')  # torn tail
-    assert load_targets(path, "demo") == {"a": rec["answer"]}
+    assert load_targets(path, "demo", labels=_labels(a=0.0)) == {"a": rec["answer"]}
     with pytest.raises(FileNotFoundError, match="sft.cot"):
-        load_targets(tmp_path / "none.jsonl", "demo")
+        load_targets(tmp_path / "none.jsonl", "demo", labels=_labels(a=0.0))
+
+
+def _cot_file(tmp_path, **labels):
+    path = tmp_path / "cot.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "dataset": "demo", "label": v, "answer": f"<score>{v}</score>"}) + "\n"
+                            for i, v in labels.items()))
+    return path
+
+
+def test_a_cot_file_whose_labels_were_corrected_since_is_refused(tmp_path):
+    """Two labels corrected after the CoT run: SFT would train <score>0.8</score> for a clip now at -0.8."""
+    path = _cot_file(tmp_path, a=0.8, b=0.4, c=-0.2)
+    with pytest.raises(ValueError, match=r"demo: 2 of 3 records .* disagree .*a \(CoT label 0.8, label file -0.8\), "
+                                         r"b \(CoT label 0.4, label file -0.4\).*rerun stage=cot"):
+        load_targets(path, "demo", labels=_labels(a=-0.8, b=-0.4, c=-0.2))
+
+
+def test_a_cot_file_of_another_dataset_with_overlapping_ids_is_refused(tmp_path):
+    path = _cot_file(tmp_path, a=0.8, x=0.4, y=-0.2)
+    with pytest.raises(ValueError, match=r"2 of 3 records .* name clips the label file does not have \(x, y\)"):
+        load_targets(path, "demo", labels=_labels(a=0.8, b=0.4))
+
+
+def test_a_cot_set_written_for_another_dataset_is_refused_by_its_settings(tmp_path):
+    path = _cot_file(tmp_path, a=0.8)
+    (tmp_path / "cot_settings.json").write_text(json.dumps({"data": {"name": "demo_mosi", "root": "/d"}}))
+    with pytest.raises(ValueError, match=r"written for data=demo_mosi .*this run trains data=demo"):
+        load_targets(path, "demo", labels=_labels(a=0.8))
 
 
 @pytest.fixture(scope="module")

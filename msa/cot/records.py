@@ -87,6 +87,37 @@ def build_record(*, clip_id: str, dataset: str, split: str, transcript: str, mod
     }
 
 
+def check_against_labels(records: Sequence[Mapping], labels, *, dataset: str, source: str) -> None:
+    """Refuse CoT records that no longer describe the dataset they would train on: a record whose clip
+    the label table lacks (a CoT set from another dataset or copy whose ids overlap), or whose ``label``
+    differs from the table's (labels corrected after the CoT run: its answer carries the old score).
+
+    ``labels``: the dataset's label table (``id``, ``label`` columns, :func:`msa.data.labels.read_labels`);
+    ``source`` names the CoT file in the message.
+
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"id": ["a", "b"], "label": [0.8, -0.2]})
+    >>> check_against_labels([{"id": "a", "label": 0.8}], table, dataset="demo", source="cot.jsonl")
+    >>> check_against_labels([{"id": "a", "label": -0.8}], table, dataset="demo", source="cot.jsonl")
+    Traceback (most recent call last):
+    ...
+    ValueError: demo: 1 of 1 records in cot.jsonl disagree with the label file: a (CoT label -0.8, label file 0.8). The labels changed after the CoT run, or the CoT set is from another copy of the data: rerun stage=cot with a new cot.output.
+    """
+    truth = dict(zip(labels["id"].astype(str), labels["label"].astype(float)))
+    unknown = [str(r["id"]) for r in records if str(r["id"]) not in truth]
+    if unknown:
+        raise ValueError(f"{dataset}: {len(unknown)} of {len(records)} records in {source} name clips the label file "
+                         f"does not have ({', '.join(unknown[:3])}): the CoT set comes from another dataset or "
+                         f"copy. Point sft.cot at this dataset's CoT file, or rerun stage=cot.")
+    stale = [(str(r["id"]), float(r["label"]), truth[str(r["id"])]) for r in records
+             if "label" in r and float(r["label"]) != truth[str(r["id"])]]
+    if stale:
+        shown = ", ".join(f"{i} (CoT label {old:g}, label file {new:g})" for i, old, new in stale[:3])
+        raise ValueError(f"{dataset}: {len(stale)} of {len(records)} records in {source} disagree with the label "
+                         f"file: {shown}. The labels changed after the CoT run, or the CoT set is from another "
+                         "copy of the data: rerun stage=cot with a new cot.output.")
+
+
 def skipped_record(clip_id: str, reason: str, *, dataset: str, split: str, teacher: str) -> dict:
     """A clip whose media could not be read (``data.on_error=skip``): dropped as ``media:<kind>``."""
     kind = reason.split(":", 1)[0] if ":" in reason else "error"

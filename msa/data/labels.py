@@ -11,6 +11,10 @@ The layout is ``<root>/label.csv`` (``meta.csv`` or ``meta(s).csv`` for CH-SIMS 
 * the split aliases ``valid/val/dev/validation`` (any case) become ``valid``;
 * rows with an empty ``label`` (CH-SIMS v2(u)) are unlabelled: dropped and counted in
   ``frame.attrs["n_unlabelled"]``;
+* a label or unimodal label outside the dataset's range (or not finite) is an error naming the clips
+  and their lines: a SIMS file on MOSI's +-3 scale would otherwise train and score on the wrong scale;
+* header names are matched case-insensitively; a repeated column, a short row or an unknown mode is
+  an error naming the column or the line;
 * an optional ``conflict`` column (0/1: the words contradict voice and face, as in the synthetic
   ``hard`` sets) is kept as float64 1.0/0.0, NaN where a file has none, so any analysis can split by it.
 
@@ -19,7 +23,9 @@ Classes are never read from ``annotation``: the metrics derive them from ``label
 
 from __future__ import annotations
 
+import csv
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +41,8 @@ CANONICAL_COLUMNS = ("video_id", "clip_id", "text", "label", "label_T", "label_A
 REQUIRED = ("video_id", "clip_id", "text", "label", "mode")
 UNIMODAL = ("label_T", "label_A", "label_V")
 COLUMN_ALIASES = {"emotion": "annotation"}
+# Every column name any release uses, by its lower-case form: a header in another case reads the same.
+KNOWN_COLUMNS = {c.lower(): c for c in (*CANONICAL_COLUMNS, "conflict", "label_by", "emotion")}
 MODE_ALIASES = {"train": "train", "test": "test", "valid": "valid", "val": "valid", "dev": "valid",
                 "validation": "valid"}
 SPLITS = ("train", "valid", "test")
@@ -67,34 +75,68 @@ def find_label_file(root: str | Path, dataset: str) -> Path:
     raise LabelFileError(f"{dataset}: no label file in {root} (looked for {', '.join(LABEL_FILES)})")
 
 
-def normalise_mode(value: str, *, dataset: str, file: Path) -> str:
-    """``train``/``valid``/``test`` from any alias; anything else is an error naming it and the file.
+def normalise_mode(value: str, *, dataset: str, file: Path, line: int | None = None) -> str:
+    """``train``/``valid``/``test`` from any alias; anything else is an error naming it, the file and line.
 
     >>> normalise_mode(" Validation", dataset="simsv2", file=Path("meta.csv"))
     'valid'
     """
     key = str(value).strip().lower()
     if key not in MODE_ALIASES:
-        raise LabelFileError(f"{dataset}: unknown mode {value!r} in {file}; expected one of "
+        where = f"{file}" + (f", line {line}" if line is not None else "")
+        raise LabelFileError(f"{dataset}: unknown mode {value!r} in {where}; expected one of "
                              f"{', '.join(SPLITS)} (or the aliases val, dev, validation)")
     return MODE_ALIASES[key]
 
 
+def _record_lines(file: Path, dataset: str) -> list[tuple[int, int]]:
+    """(line number, field count) of each non-blank record, as pandas reads them (a quoted field may span
+    lines; the number is the record's last line). pandas pads a short row with empty cells, which would
+    read as an unlabelled clip or an empty mode, so the counts are taken here."""
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            return [(reader.line_num, len(row)) for row in reader if row]
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise LabelFileError(f"{dataset}: cannot parse {file}: {exc}") from exc
+
+
+def _header_names(cells: list[str]) -> list[str]:
+    """Header cells as the names the reader uses: case-insensitive for the known ones, aliases applied."""
+    names = [KNOWN_COLUMNS.get(c.lower(), c) for c in cells]
+    return [COLUMN_ALIASES.get(c, c) for c in names]
+
+
 def _read_raw(file: Path, dataset: str) -> pd.DataFrame:
-    """All cells as strings; the header row is detected, a header-less file gets the canonical names."""
+    """All cells as strings, plus ``_line`` (each row's line in the file); the header row is detected, a
+    header-less file gets the canonical names."""
     try:
         raw = pd.read_csv(file, dtype=str, keep_default_na=False, header=None, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise LabelFileError(f"{dataset}: cannot parse {file}: {exc}") from exc
+    records = _record_lines(file, dataset)
     first = [str(c).strip() for c in raw.iloc[0].tolist()] if len(raw) else []
-    if "video_id" in first and "clip_id" in first:
-        names = [COLUMN_ALIASES.get(c, c) for c in first]
+    names = _header_names(first)
+    has_header = "video_id" in names and "clip_id" in names
+    width = len(first) if has_header else raw.shape[1]
+    short = [(line, n) for line, n in records[1 if has_header else 0:] if n < width]
+    if short:
+        lines = "; ".join(f"line {line} has {n} fields" for line, n in short[:3])
+        raise LabelFileError(f"{dataset}: short rows in {file}: {lines}, the header {width}"
+                             + (f" ({len(short)} rows in all)" if len(short) > 3 else ""))
+    if has_header:
+        repeated = sorted({c for c in names if names.count(c) > 1})
+        if repeated:
+            raise LabelFileError(f"{dataset}: {file} repeats the column {repeated[0]!r} in its header "
+                                 f"({first}); each column must appear once")
         frame = raw.iloc[1:].reset_index(drop=True)
         frame.columns = names
+        frame["_line"] = [line for line, _ in records[1:]]
         return frame
     # No header: only the SIMS family ships a 9-column file whose order we can trust.
     if get_spec(dataset).family == "sims" and raw.shape[1] == len(CANONICAL_COLUMNS):
         raw.columns = list(CANONICAL_COLUMNS)
+        raw["_line"] = [line for line, _ in records]
         return raw
     raise LabelFileError(f"{dataset}: {file} has no header row with video_id and clip_id "
                          f"(first row: {first[:9]}), and is not a 9-column SIMS file")
@@ -119,6 +161,26 @@ def _conflict(frame: pd.DataFrame, *, dataset: str, file: Path) -> pd.Series:
         raise LabelFileError(f"{dataset}: conflict must be 0 or 1 in {file}, got "
                              f"{', '.join(repr(v) for v in frame['conflict'][bad].head(3))}")
     return values
+
+
+def _check_range(out: pd.DataFrame, lines: pd.Series, *, dataset: str, file: Path) -> None:
+    """Every label and unimodal label finite and inside the dataset's score range, else an error naming
+    the clips (a few), their lines, and the range the values look like they come from."""
+    spec = get_spec(dataset)
+    lo, hi = spec.score_min, spec.score_max
+    for col in ("label", *UNIMODAL):
+        values = out[col]
+        bad = values.notna() & ~values.between(lo, hi)  # inf and -inf fall outside too
+        if not bad.any():
+            continue
+        shown = ", ".join(f"{i} ({v:g}, line {n})" for i, v, n in
+                          zip(out["id"][bad].head(3), values[bad].head(3), lines[bad].head(3)))
+        finite = values[bad][values[bad].map(math.isfinite)]
+        hint = ""
+        if spec.family == "sims" and len(finite) and finite.abs().max() <= 3:
+            hint = " (on a [-3, 3] scale, as MOSI and MOSEI label: is this data=mosi or data=mosei?)"
+        raise LabelFileError(f"{dataset}: {col} outside [{lo:g}, {hi:g}] for {int(bad.sum())} clips in "
+                             f"{file}{hint}: {shown}")
 
 
 def read_labels(root: str | Path, dataset: str) -> pd.DataFrame:
@@ -146,13 +208,15 @@ def read_labels(root: str | Path, dataset: str) -> pd.DataFrame:
         else:
             out[col] = np.nan
     out["conflict"] = _conflict(frame, dataset=dataset, file=file)
+    out.insert(0, "id", [sample_id(v, c) for v, c in zip(out["video_id"], out["clip_id"])])
+    _check_range(out, frame["_line"], dataset=dataset, file=file)
     labelled = out["label"].notna()
     n_unlabelled = int((~labelled).sum())
     if n_unlabelled:
         log.info("%s: %d unlabelled rows in %s are left out", dataset, n_unlabelled, file)
     out = out[labelled].copy()
-    out["mode"] = [normalise_mode(m, dataset=dataset, file=file) for m in frame.loc[labelled, "mode"]]
-    out.insert(0, "id", [sample_id(v, c) for v, c in zip(out["video_id"], out["clip_id"])])
+    out["mode"] = [normalise_mode(m, dataset=dataset, file=file, line=n)
+                   for m, n in zip(frame.loc[labelled, "mode"], frame.loc[labelled, "_line"])]
     dup = out["id"][out["id"].duplicated()]
     if len(dup):
         raise LabelFileError(f"{dataset}: duplicate clips in {file}: {', '.join(dup.head(3))}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,25 @@ def resolve_model_dir(cfg) -> Path | None:
     return None
 
 
+class ModelFilesError(OSError):
+    """Weights that exist but cannot be read (truncated, damaged); names the setting and the directory."""
+
+
+@contextmanager
+def _reading_weights(key: str, path: Path):
+    """Turn a loader's error about damaged weight files (safetensors raises one naming no file) into an
+    error naming ``key=path``. A missing file is not this: the callers check for those first."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (SafetensorError, EOFError) as exc:
+        files = ", ".join(sorted(p.name for p in path.glob("*.safetensors"))) or "no *.safetensors"
+        raise ModelFilesError(f"{key}={path}: cannot load the weights in {path} ({files}): {exc}. The files are "
+                              "damaged or incomplete (an interrupted copy or a full disk?); copy them again "
+                              "(a built tiny model: delete the directory and it is rebuilt)") from exc
+
+
 def load_processor(cfg):
     from transformers import AutoProcessor
 
@@ -138,7 +158,9 @@ def load_base(cfg, processor):
         raise ValueError("set model.path=/local/checkpoint (or model.init=random for the 7B architecture)")
     # A full Qwen2.5-Omni checkpoint (nested thinker_config, "thinker."-prefixed weights) loads through
     # this same call: transformers picks the thinker config and strips the prefix.
-    model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(model_dir, dtype=dtype, attn_implementation=attn)
+    with _reading_weights("model.path" if cfg.get("path") else "model.tiny_size", model_dir):
+        model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(model_dir, dtype=dtype,
+                                                                           attn_implementation=attn)
     return model, str(model_dir)
 
 
@@ -170,13 +192,15 @@ def apply_init(model, init_from: str | Path, *, merge: bool = True):
     if (path / "adapter_config.json").exists():
         if (path / INIT_DIR).exists():
             model = apply_init(model, path / INIT_DIR, merge=True)
-        adapted = PeftModel.from_pretrained(model, path)
+        with _reading_weights("init_from", path):
+            adapted = PeftModel.from_pretrained(model, path)
         log.info("init_from %s: LoRA adapter %s", path, "merged into the base weights" if merge else "loaded")
         return adapted.merge_and_unload() if merge else adapted
     if (path / "model.safetensors").exists() or (path / "model.safetensors.index.json").exists():
         from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
-        loaded = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path, dtype=model.dtype)
+        with _reading_weights("init_from", path):
+            loaded = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path, dtype=model.dtype)
         model.load_state_dict(loaded.state_dict())
         log.info("init_from %s: full weights loaded", path)
         return model

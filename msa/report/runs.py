@@ -107,7 +107,7 @@ def load_run(path: str | Path) -> Run:
         raise ReportError(f"{path}: no {RESOLVED_CONFIG} or .hydra/config.yaml, so the run's settings are unknown")
     raw = OmegaConf.load(cfg_file)
     cfg = {"stages": _select(raw, "stage.run", []), "init_from": _select(raw, "init_from"),
-           "sft_answer": _select(raw, "sft.answer", "dc"), "eval_answer": _select(raw, "eval.answer", "dc"),
+           "sft_answer": _select(raw, "sft.answer", "dc"), "eval_answer": _select(raw, "eval.answer") or _select(raw, "sft.answer", "dc"),
            "hint": _select(raw, "hint", True), "hint_mode": _select(raw, "grpo.hint_mode", "replace"),
            "hard": _select(raw, "hard", True), "seed": _select(raw, "seed", 0),
            "data": _select(raw, "data.name"), "model": _select(raw, "model.name")}

@@ -84,10 +84,3 @@ def test_policy(ctx, stage: str, export_dir: str | Path, *, answer: str) -> dict
 
     policy = load_stage_policy(ctx, init_from=str(export_dir))
     return evaluate_policy(ctx, policy, stage=stage, answer=answer)
-
-
-def read_export_meta(path: str | Path | None) -> dict:
-    if not path:
-        return {}
-    meta = Path(path) / "msa_policy.json"
-    return json.loads(meta.read_text()) if meta.exists() else {}

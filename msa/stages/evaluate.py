@@ -7,8 +7,9 @@
 
 What is scored: ``eval.datasets`` (by default the data choice's ``data.eval_datasets``: ``[data.name]``,
 the demo adds ``demo_mosi``) at ``eval.split``, each at its root (:func:`msa.plan.eval_targets`).
-The model answers in the range it was trained on (``eval.range_dataset``, default: the export's
-training dataset, else ``data.name``); scores are mapped to each target's range before its metrics.
+The answer format, the range the model answers in and the modalities it reads come from the export
+unless ``eval.answer``/``eval.range_dataset``/``eval.modalities`` set them (:mod:`msa.exports`; the plan
+says which); scores are mapped to each target's range before its metrics.
 Writes ``<run>/<stage>/predictions.jsonl`` (id, dataset, split, label, completion, parsed fields, prediction,
 per-sample rewards) and ``metrics.json`` (dataset -> metric -> value, parse_fail_rate, clamp_rate, n),
 and logs the predictions as a W&B table when ``logger=wandb``.
@@ -35,9 +36,12 @@ def evaluate_policy(ctx, policy, *, stage: str, answer: str) -> dict:
     from msa.data.datamodule import build_datamodule
     from msa.runtime import log_table, logs_to_wandb, make_logger
 
+    from msa.exports import export_facts
+
     cfg = ctx.cfg
     ecfg = cfg.eval
     range_ds = answer_range(cfg, ctx.artefacts.get("policy"))
+    modalities = export_facts(cfg, ctx.artefacts.get("policy"))["modalities"].value
     out_dir = ctx.stage_dir(stage)
     device = "cuda" if _cuda() else "cpu"
     policy.model.to(device)
@@ -46,7 +50,7 @@ def evaluate_policy(ctx, policy, *, stage: str, answer: str) -> dict:
         ds = target.name
         dm = build_datamodule(cfg.data, processor=policy.processor, use_audio_in_video=policy.use_audio_in_video,
                               name=ds, root=target.root, answer=answer, range_dataset=range_ds,
-                              eval_batch_size=ecfg.batch_size)
+                              modalities=modalities, eval_batch_size=ecfg.batch_size)
         dm.prepare_data()
         dm.setup("test")
         records, t0 = [], time.perf_counter()
@@ -83,9 +87,11 @@ def _to(batch: dict, device: str) -> dict:
 def run(ctx) -> dict:
     from msa.stages.common import load_stage_policy
 
-    cfg = ctx.cfg
+    from msa.exports import export_facts
+
     policy = load_stage_policy(ctx)
-    answer = cfg.eval.answer
+    # A score-baseline export writes <score>x</score>: parsed as DC, every answer would fail.
+    answer = str(export_facts(ctx.cfg, ctx.artefacts.get("policy"))["answer"].value)
     results = evaluate_policy(ctx, policy, stage="eval", answer=answer)
     ctx.record("eval", results)
     return results

@@ -73,6 +73,7 @@ import pandas as pd
 import torch
 
 from msa.dc import HINT_FOLLOWS, hint_prefill, polarity_of
+from msa.exports import enabled_modalities
 from msa.generation import suppressed_ids
 from msa.models import export_policy, unwrap_peft
 from msa.models.encode import encode_media
@@ -406,7 +407,8 @@ def run(ctx) -> dict:
         return {}
     export = Path(cfg.grpo.checkpoint_dir) / "final"
     export_policy(policy, export, extra={"stage": "grpo", "hint": cfg.hint, "hard": cfg.hard, "steps": trainer.global_step,
-                                         "dataset": cfg.data.name, "range_dataset": cfg.data.name, "answer": "dc"})
+                                         "dataset": cfg.data.name, "range_dataset": cfg.data.name, "answer": "dc",
+                                         "modalities": enabled_modalities(cfg.data.modalities)})
     ctx.artefacts["policy"] = str(export)
     hist = pd.DataFrame(module.history)
     hist.to_csv(out / "train_history.csv", index=False)

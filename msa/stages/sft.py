@@ -15,12 +15,15 @@ for an exact ``ckpt_path=`` resume.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
 
+from msa.cot.records import check_against_labels
 from msa.dc import format_answer, format_score
 from msa.evaluation import prediction_records, selection_score, summarize
+from msa.exports import enabled_modalities
 from msa.generation import generate_texts, model_inputs
 from msa.jsonl import iter_jsonl
 from msa.models import export_policy
@@ -30,20 +33,43 @@ from msa.stages.base import PolicyModule
 log = logging.getLogger(__name__)
 
 
-def load_targets(cot_path: str | Path, dataset: str) -> dict[str, str]:
-    """id -> DC answer text from a CoT JSONL (the true score is already in each kept record)."""
+def load_targets(cot_path: str | Path, dataset: str, *, labels) -> dict[str, str]:
+    """id -> DC answer text from a CoT JSONL (the true score is already in each kept record).
+
+    The records are checked against ``labels``, the dataset's label table as it is now
+    (:func:`msa.cot.records.check_against_labels`), and against the settings the CoT run recorded
+    beside them: a CoT file of another dataset, or one whose labels were corrected since, is refused.
+    """
     path = Path(cot_path)
     if not path.exists():
         raise FileNotFoundError(f"sft.cot={path}: no CoT file (run stage=cot first, or point sft.cot at one)")
-    targets = {}
+    _check_cot_settings(path, dataset)
+    targets, records = {}, []
     for rec in iter_jsonl(path):  # skips a torn last line; names the line of a damaged one
         if rec.get("dataset", dataset) != dataset:
             continue
         answer = rec.get("answer") or format_answer(rec["polarity"], rec["reasoning"], rec["score"], dataset)
         targets[str(rec["id"])] = answer
+        records.append(rec)
     if not targets:
         raise ValueError(f"sft.cot={path}: no records for dataset {dataset!r}")
+    check_against_labels(records, labels, dataset=dataset, source=f"sft.cot={path}")
     return targets
+
+
+def _check_cot_settings(path: Path, dataset: str) -> None:
+    """The CoT run's recorded dataset must be this one. A different root is only reported: a copy moved
+    to another directory is the same data, and the label check decides whether it still matches."""
+    from msa.stages.cot import SETTINGS
+
+    settings = path.parent / SETTINGS
+    if not settings.exists():
+        return
+    data = json.loads(settings.read_text()).get("data", {})
+    if data.get("name") not in (None, dataset):
+        raise ValueError(f"sft.cot={path}: the CoT set was written for data={data['name']} ({settings}), "
+                         f"this run trains data={dataset}")
+    log.info("sft.cot=%s was written from %s", path, data.get("root"))
 
 
 def score_targets(frame, dataset: str) -> dict[str, str]:
@@ -53,8 +79,10 @@ def score_targets(frame, dataset: str) -> dict[str, str]:
 
 class SFTModule(PolicyModule):
     def __init__(self, policy, *, dataset: str, range_dataset: str, answer: str, lr: float, weight_decay: float,
-                 warmup_ratio: float, val_max_new_tokens: int, export_dir: str | Path | None = None):
+                 warmup_ratio: float, val_max_new_tokens: int, export_dir: str | Path | None = None,
+                 modalities: list[str] | None = None):
         super().__init__(policy)
+        self.modalities = modalities  # recorded in the export, so eval reads what it was trained on
         self.dataset, self.range_dataset, self.answer = dataset, range_dataset, answer
         self.lr, self.weight_decay, self.warmup_ratio = lr, weight_decay, warmup_ratio
         self.val_max_new_tokens = val_max_new_tokens
@@ -96,7 +124,7 @@ class SFTModule(PolicyModule):
                 export_policy(self.policy, self.export_dir / "best",
                               extra={"stage": "sft", "epoch": self.current_epoch, "val_score": score,
                                      "dataset": self.dataset, "range_dataset": self.range_dataset,
-                                     "answer": self.answer})
+                                     "answer": self.answer, "modalities": self.modalities})
 
     def configure_optimizers(self):
         return self.adamw_warmup_cosine(lr=self.lr, weight_decay=self.weight_decay,
@@ -122,20 +150,20 @@ def run(ctx) -> dict:
     dataset = cfg.data.name
     out = ctx.stage_dir("sft")
     policy = load_stage_policy(ctx, trainable=True)
-    if cfg.sft.answer == "dc":
-        targets = load_targets(ctx.artefacts.get("cot") or cfg.sft.cot, dataset)
-        dm = build_datamodule(cfg.data, processor=policy.processor, use_audio_in_video=policy.use_audio_in_video,
-                              answer="dc", targets=targets)
-    else:
-        from msa.data.labels import read_labels
+    from msa.data.labels import read_labels
 
-        dm = build_datamodule(cfg.data, processor=policy.processor, use_audio_in_video=policy.use_audio_in_video,
-                              answer="score")
-        dm.prepare_data()  # the demo set is generated here on first use
-        dm.set_targets(score_targets(read_labels(dm.root, dataset), dataset))
+    dm = build_datamodule(cfg.data, processor=policy.processor, use_audio_in_video=policy.use_audio_in_video,
+                          answer=cfg.sft.answer)
+    dm.prepare_data()  # the demo set is generated here on first use
+    labels = read_labels(dm.root, dataset)
+    if cfg.sft.answer == "dc":
+        dm.set_targets(load_targets(ctx.artefacts.get("cot") or cfg.sft.cot, dataset, labels=labels))
+    else:
+        dm.set_targets(score_targets(labels, dataset))
     module = SFTModule(policy, dataset=dataset, range_dataset=dataset, answer=cfg.sft.answer, lr=cfg.sft.lr,
                        weight_decay=cfg.sft.weight_decay, warmup_ratio=cfg.sft.warmup_ratio,
-                       val_max_new_tokens=cfg.sft.val_max_new_tokens, export_dir=Path(cfg.sft.checkpoint_dir))
+                       val_max_new_tokens=cfg.sft.val_max_new_tokens, export_dir=Path(cfg.sft.checkpoint_dir),
+                       modalities=enabled_modalities(cfg.data.modalities))
     trainer = build_trainer(ctx, "sft", max_epochs=cfg.sft.max_epochs, monitor="val/score",
                             ckpt_dir=cfg.sft.checkpoint_dir,
                             accumulate_grad_batches=cfg.sft.accumulate_grad_batches,
@@ -146,7 +174,8 @@ def run(ctx) -> dict:
         return {}
     best = Path(cfg.sft.checkpoint_dir) / "best"
     if not best.exists():  # no validation ran (e.g. fast_dev_run): export the last weights
-        export_policy(policy, best, extra={"stage": "sft", "dataset": dataset, "answer": cfg.sft.answer})
+        export_policy(policy, best, extra={"stage": "sft", "dataset": dataset, "answer": cfg.sft.answer,
+                                           "modalities": enabled_modalities(cfg.data.modalities)})
     ctx.artefacts["policy"] = str(best)
     results = test_policy(ctx, "sft", best, answer=cfg.sft.answer)
     ctx.record("sft_train", {"best_val_score": module.best_score, "steps": trainer.global_step,
