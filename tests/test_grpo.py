@@ -412,10 +412,14 @@ def test_pass_metrics_are_means_over_the_passes_and_the_first_pass_is_on_policy(
         assert h[key] == pytest.approx(sum(getattr(c["stats"], field).item() for c in calls) / 2, abs=1e-9)
 
 
-def test_disable_dropout_false_keeps_the_models_dropout(tiny_cfg, gcfg, tmp_path):
+def test_disable_dropout_false_keeps_the_models_dropout_and_the_fp32_head_is_applied(tiny_cfg, gcfg, tmp_path):
+    from msa.models.numerics import Float32Head
+
     policy = load_policy(tiny_cfg(*LORA_R4, "model.lora.dropout=0.05"))
-    GRPOModule(policy, gcfg("grpo.disable_dropout=false"), dataset="demo", hint=True, hard=True, out_dir=tmp_path)
+    GRPOModule(policy, gcfg("grpo.disable_dropout=false", "grpo.cast_lm_head_to_fp32=true"), dataset="demo",
+               hint=True, hard=True, out_dir=tmp_path)
     assert {m.p for m in policy.model.modules() if isinstance(m, torch.nn.Dropout)} == {0.05}
+    assert isinstance(unwrap_peft(policy.model).lm_head, Float32Head)
 
 
 def test_truncated_completions_leave_the_loss_and_gspo_reaches_the_loss(tiny_cfg, gcfg, demo, tmp_path, monkeypatch):
