@@ -187,17 +187,17 @@ def test_token_entropy_finite_with_suppressed_tokens_below_temperature_one():
 def _saved_bytes(fn, keep_out=()):
     """Bytes autograd keeps for backward while ``fn`` runs, leaving out tensors that share storage with
     ``keep_out`` (inputs that are alive anyway)."""
-    storages = {t.untyped_storage().data_ptr() for t in keep_out}
-    total = [0]
+    skip = {t.untyped_storage().data_ptr() for t in keep_out}
+    seen = {}  # storage -> bytes: a tensor saved by two ops (log_softmax, then gather) counts once
 
     def pack(t):
-        if t.untyped_storage().data_ptr() not in storages:
-            total[0] += t.numel() * t.element_size()
+        if t.untyped_storage().data_ptr() not in skip:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = fn()
-    return out, total[0]
+    return out, sum(seen.values())
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
