@@ -132,6 +132,7 @@ def validate(cfg: DictConfig) -> None:
         _check(g.num_iterations >= 1, "grpo.num_iterations", "must be >= 1")
         _check(g.temperature > 0, "grpo.temperature", "must be > 0 (GRPO samples)")
         _one_of(cfg, "grpo.loss_type", ("grpo", "dapo", "dr_grpo"))
+        _one_of(cfg, "grpo.importance_sampling_level", ("token", "sequence"))
         _one_of(cfg, "grpo.scale_rewards", ("group", "batch", "none"))
         _one_of(cfg, "grpo.hard_rule", ("all_wrong", "reward_below"))
         _one_of(cfg, "grpo.hint_mode", ("replace", "anchored"))

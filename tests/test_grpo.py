@@ -329,21 +329,127 @@ def test_hint_prefill_is_a_token_prefix_of_the_sft_answers(tiny_dir, polarity):
     assert answer["input_ids"][: len(alone)] != alone  # the bug this guards against, on this tokenizer
 
 
+def record_losses(monkeypatch) -> list[dict]:
+    """Every grpo_loss call of the GRPO step: its inputs (detached) and statistics, in call order."""
+    import msa.stages.grpo as stage
+
+    calls, real = [], stage.grpo_loss
+
+    def recorded(logp, old_logp, ref_logp, advantages, mask, **kw):
+        loss, st = real(logp, old_logp, ref_logp, advantages, mask, **kw)
+        calls.append({"logp": logp.detach().clone(), "old": old_logp.detach().clone(), "mask": mask.clone(),
+                      "kw": kw, "stats": st, "loss": loss.item()})
+        return loss, st
+
+    monkeypatch.setattr(stage, "grpo_loss", recorded)
+    return calls
+
+
 def test_num_iterations_steps_the_lr_schedule_with_every_optimizer_step(tiny_cfg, gcfg, demo, tmp_path):
-    """num_iterations=2, max_steps=4: two batches, four optimizer steps; the cosine schedule (total 4)
-    must have advanced four times and reached 0, in step with global_step (it stopped at 0.5x lr when
-    the scheduler stepped once per batch)."""
+    """num_iterations=2, max_steps=2: two sampled batches (steps), four optimizer passes; global_step counts
+    the batches and the cosine schedule (total 2 x 2 passes) advanced four times and reached 0."""
     torch.manual_seed(0)
     module = GRPOModule(load_policy(tiny_cfg(*LORA_R4)),
-                        gcfg("grpo.num_iterations=2", "grpo.max_steps=4", "grpo.lr=1e-3", "grpo.log_completions_every=0"),
+                        gcfg("grpo.num_iterations=2", "grpo.max_steps=2", "grpo.lr=1e-3", "grpo.log_completions_every=0"),
                         dataset="demo", hint=True, hard=True, out_dir=tmp_path, sampler=scripted_sampler([]))
-    trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         limit_val_batches=0, accelerator="cpu")
     trainer.fit(module, train_dataloaders=demo.train_dataloader())
     sch = trainer.lr_scheduler_configs[0].scheduler
-    assert trainer.global_step == 4 and len(module.history) == 2
-    assert sch.last_epoch == trainer.global_step
+    assert trainer.global_step == 2 and len(module.history) == 2
+    assert sch.last_epoch == 4
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_num_iterations_ends_at_max_steps_and_checkpoints_every_n_steps(tiny_cfg, gcfg, demo, tmp_path):
+    """num_iterations=3, max_steps=4, a step checkpoint every 2 steps: global_step jumped by 3 per batch, so
+    Lightning's ``global_step % 2`` check saved at 6 (not 2 and 4) and the run stopped after 2 batches, 2
+    steps past max_steps. Now: 4 batches, checkpoints at steps 2 and 4, logged steps 0..3, 12 LR steps."""
+    torch.manual_seed(0)
+    module = GRPOModule(load_policy(tiny_cfg(*LORA_R4)),
+                        gcfg("grpo.num_iterations=3", "grpo.max_steps=4", "grpo.log_completions_every=0"),
+                        dataset="demo", hint=True, hard=True, out_dir=tmp_path, sampler=scripted_sampler([]))
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="{step}", every_n_train_steps=2,
+                                               save_top_k=-1, monitor=None)
+    trainer = L.Trainer(max_steps=4, max_epochs=-1, logger=False, enable_progress_bar=False, limit_val_batches=0,
+                        accelerator="cpu", callbacks=[ckpt])
+    trainer.fit(module, train_dataloaders=demo.train_dataloader())
+    assert trainer.global_step == 4 and [h["step"] for h in module.history] == [0, 1, 2, 3]
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("*.ckpt")) == ["step=2.ckpt", "step=4.ckpt"]
+    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 12
+
+
+def test_pass_metrics_are_means_over_the_passes_and_the_first_pass_is_on_policy(tiny_cfg, gcfg, demo, tmp_path,
+                                                                                 monkeypatch):
+    """The 7B's LoRA dropout (0.05) on a trained (non-zero) adapter, num_iterations=2. grpo.disable_dropout
+    (the default): the first pass scores the very policy that sampled, so its log-probs equal the old ones
+    bit for bit (ratio exactly 1; with dropout on they differed by up to 0.2 and clipped). The logged loss,
+    KL, entropy and clip ratios are the means of the two passes (they were the last pass's)."""
+    calls = record_losses(monkeypatch)
+    torch.manual_seed(0)
+    policy = load_policy(tiny_cfg(*LORA_R4, "model.lora.dropout=0.05"))
+    with torch.no_grad():
+        for n, p in policy.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    module = GRPOModule(policy, gcfg("grpo.num_iterations=2", "grpo.log_completions_every=0"), dataset="demo",
+                        hint=True, hard=True, out_dir=tmp_path, sampler=scripted_sampler([]))
+    assert not any(m.p for m in policy.model.modules() if isinstance(m, torch.nn.Dropout))
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        limit_val_batches=0, accelerator="cpu")
+    trainer.fit(module, train_dataloaders=demo.train_dataloader())
+    assert len(calls) == 2
+    first = calls[0]
+    keep = first["mask"].bool()
+    assert torch.equal(first["logp"][keep], first["old"][keep])
+    assert first["stats"].clip_ratio_region.item() == 0.0
+    h = module.history[-1]
+    assert calls[1]["stats"].kl.item() != calls[0]["stats"].kl.item()  # the passes differ: a mean is not either
+    assert h["kl"] == pytest.approx(sum(c["stats"].kl.item() for c in calls) / 2, rel=1e-6)
+    assert h["loss"] == pytest.approx(sum(c["loss"] for c in calls) / 2, rel=1e-6)
+    for key, field in (("clip_ratio/low_mean", "clip_ratio_low"), ("clip_ratio/high_mean", "clip_ratio_high"),
+                       ("clip_ratio/region_mean", "clip_ratio_region")):
+        assert h[key] == pytest.approx(sum(getattr(c["stats"], field).item() for c in calls) / 2, abs=1e-9)
+
+
+def test_disable_dropout_false_keeps_the_models_dropout_and_the_fp32_head_is_applied(tiny_cfg, gcfg, tmp_path):
+    from msa.models.numerics import Float32Head
+
+    policy = load_policy(tiny_cfg(*LORA_R4, "model.lora.dropout=0.05"))
+    GRPOModule(policy, gcfg("grpo.disable_dropout=false", "grpo.cast_lm_head_to_fp32=true"), dataset="demo",
+               hint=True, hard=True, out_dir=tmp_path)
+    assert {m.p for m in policy.model.modules() if isinstance(m, torch.nn.Dropout)} == {0.05}
+    assert isinstance(unwrap_peft(policy.model).lm_head, Float32Head)
+
+
+def test_truncated_completions_leave_the_loss_and_gspo_reaches_the_loss(tiny_cfg, gcfg, demo, tmp_path, monkeypatch):
+    """grpo.mask_truncated_completions (TRL: completion_mask * ~truncated): a rollout cut at max_new_tokens
+    (no EOS) has a zero loss mask, every other row keeps its own; its reward still counts in its group's
+    advantages. grpo.importance_sampling_level reaches grpo_loss."""
+    scripted = scripted_sampler([])
+
+    def one_truncated(model, thinker, tokenizer, batch, media, rows, **kw):
+        s = scripted(model, thinker, tokenizer, batch, media, rows, **kw)
+        s.clipped[1] = True  # as if row 1 had hit max_new_tokens
+        return s
+
+    def step(*overrides):
+        calls = record_losses(monkeypatch)
+        torch.manual_seed(0)
+        module = GRPOModule(load_policy(tiny_cfg(*LORA_R4)), gcfg("grpo.log_completions_every=0", *overrides),
+                            dataset="demo", hint=False, hard=True, out_dir=tmp_path, sampler=one_truncated)
+        trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            limit_val_batches=0, accelerator="cpu")
+        trainer.fit(module, train_dataloaders=demo.train_dataloader())
+        return calls[-1]
+
+    plain = step()
+    masked = step("grpo.mask_truncated_completions=true", "grpo.importance_sampling_level=sequence")
+    assert plain["mask"][1].sum() > 0 and masked["mask"][1].sum() == 0
+    others = [r for r in range(plain["mask"].shape[0]) if r != 1]
+    assert torch.equal(masked["mask"][others], plain["mask"][others])
+    assert plain["kw"]["importance_sampling_level"] == "token"
+    assert masked["kw"]["importance_sampling_level"] == "sequence"
 
 
 @pytest.mark.parametrize("case", ["skipped", "dropped"])

@@ -182,3 +182,84 @@ def test_token_entropy_finite_with_suppressed_tokens_below_temperature_one():
     assert ent.item() == pytest.approx(math.log(2), abs=1e-6)
     logp = token_logprobs(logits, torch.tensor([[0]]), temperature=0.7)
     assert logp.item() == pytest.approx(-math.log(2), abs=1e-6)
+
+
+def _saved_bytes(fn, keep_out=()):
+    """Bytes autograd keeps for backward while ``fn`` runs, leaving out tensors that share storage with
+    ``keep_out`` (inputs that are alive anyway)."""
+    skip = {t.untyped_storage().data_ptr() for t in keep_out}
+    seen = {}  # storage -> bytes: a tensor saved by two ops (log_softmax, then gather) counts once
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in skip:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(seen.values())
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_token_logprobs_keeps_no_float32_copy_of_bf16_logits_for_backward(temperature):
+    """bf16 logits [N, C, V]: autograd through a per-row float32 log-softmax kept N x C x V float32 values
+    (twice the logits' bytes) for backward; now only the logits themselves, the [N, C] log-sum-exp and
+    the ids. Values and gradients are those of the float32 log-softmax of the same bf16 values."""
+    g = torch.Generator().manual_seed(1)
+    n, c, v = 3, 7, 257
+    logits = (20 * torch.randn(n, c, v, generator=g)).bfloat16().requires_grad_()
+    ids = torch.randint(0, v, (n, c), generator=g)
+    ours, saved = _saved_bytes(lambda: token_logprobs(logits, ids, temperature), keep_out=[logits])
+    assert saved <= n * c * (4 + 8)  # lse float32 + ids int64; was 2 x the logits' bytes more
+    before, saved_before = _saved_bytes(
+        lambda: torch.stack([torch.log_softmax(row.float() / temperature, -1).gather(-1, i[:, None]).squeeze(-1)
+                             for row, i in zip(logits, ids)]), keep_out=[logits])
+    assert saved_before >= 2 * logits.numel() * logits.element_size()  # today's formula, for the record
+    torch.testing.assert_close(ours, before, atol=2e-5, rtol=0)
+    w = torch.randn(n, c, generator=g)
+    (grad_ours,) = torch.autograd.grad((ours * w).sum(), logits)
+    (grad_before,) = torch.autograd.grad((before * w).sum(), logits)
+    assert grad_ours.dtype == torch.bfloat16
+    torch.testing.assert_close(grad_ours.float(), grad_before.float(), atol=1e-3, rtol=1e-2)
+
+
+def test_huge_log_ratio_is_clamped_before_exp():
+    """num_iterations > 1: a token whose log-prob rose by 100 nats since sampling gave exp(100) = inf in
+    float32, an inf loss (A < 0) and NaN gradients. Clamped at 20: finite, rho = e^20, no gradient there
+    (clamped), and the other token's gradient intact."""
+    logp = torch.tensor([[100.0, 0.0]], requires_grad=True)
+    old = torch.zeros(1, 2)
+    loss, stats = grpo_loss(logp, old, None, torch.tensor([-1.0]), torch.ones(1, 2), beta=0.0)
+    # A = -1: token 0 l = -min(-e^20, -0.8) = e^20; token 1 (rho 1) l = 1; grpo: (e^20 + 1) / 2
+    assert torch.isfinite(loss) and loss.item() == pytest.approx((math.exp(20) + 1) / 2, rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(logp.grad).all()
+    torch.testing.assert_close(logp.grad, torch.tensor([[0.0, 0.5]]))
+    assert stats.clip_ratio_region.item() == 0.0  # rho > 1 + eps with A < 0 is not TRL's clip region
+
+
+def test_gspo_sequence_level_ratio_matches_trls_formula():
+    """importance_sampling_level="sequence" (GSPO, TRL's formula): log w_i = sum_t (logp - old) m / sum_t m,
+    one ratio per sequence, clipped, applied to each of its tokens. eps = 0.2, beta = 0, "grpo" aggregation.
+      row 0: masked log-ratios [0.1, 0.3] -> mean 0.2, w = e^0.2 = 1.2214 > 1.2, A = +1: clipped, l = -1.2
+      row 1: [-0.1, -0.1, -0.4] -> mean -0.2, w = e^-0.2 = 0.8187 > 0.8, A = -1: l = +0.8187, unclipped
+      loss = mean(-1.2, 0.8187) = -0.19063; grad row 0: 0 (clipped); row 1: its mean is (3 tokens x w) / 3 = w,
+      halved by the mean over B = 2, and dw/dlogp_t = w / 3: each token gets w / 6 = 0.13646
+    A third masked position in row 0 holds garbage that must not count."""
+    logp = torch.tensor([[0.1, 0.3, 50.0], [-0.1, -0.1, -0.4]], requires_grad=True)
+    old = torch.zeros(2, 3)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    loss, stats = grpo_loss(logp, old, None, torch.tensor([1.0, -1.0]), mask, beta=0.0,
+                            importance_sampling_level="sequence")
+    w1 = math.exp(-0.2)
+    assert loss.item() == pytest.approx((-1.2 + w1) / 2, abs=1e-6)
+    assert stats.clip_ratio_high.item() == pytest.approx(2 / 5)  # row 0's two tokens of five
+    assert stats.clip_ratio_low.item() == 0.0
+    loss.backward()
+    expected = torch.tensor([[0.0, 0.0, 0.0], [w1 / 6] * 3])
+    torch.testing.assert_close(logp.grad, expected, atol=1e-6, rtol=0)
+    # token level on the same inputs: row 0's 0.3 clips alone, row 1's -0.4 (e^-0.4 = 0.67 < 0.8) clips low
+    _, tok = grpo_loss(logp.detach(), old, None, torch.tensor([1.0, -1.0]), mask, beta=0.0)
+    assert tok.clip_ratio_region.item() == pytest.approx(2 / 5)
+    with pytest.raises(ValueError, match="importance_sampling_level"):
+        grpo_loss(logp.detach(), old, None, torch.tensor([1.0, -1.0]), mask, importance_sampling_level="seq")

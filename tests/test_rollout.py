@@ -255,3 +255,44 @@ def test_shared_sampler_refuses_generation_settings_it_does_not_apply():
     check_generation_config(SimpleNamespace(generation_config=SimpleNamespace(repetition_penalty=1.0, top_k=50)))
     with pytest.raises(ValueError, match="generation_config.repetition_penalty=1.05"):
         check_generation_config(SimpleNamespace(generation_config=SimpleNamespace(repetition_penalty=1.05)))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_fp32_lm_head_scores_float32_logits_under_bf16_autocast(tiny_cfg, batch, rollouts, shared):
+    """bf16-mixed (CPU autocast here, as trainer=cpu_mixed): the scoring pass's logits are bf16, rounded
+    from the head's float32 accumulation. grpo.cast_lm_head_to_fp32: float32 logits, exactly the float32
+    product of the same hidden states, on both scoring paths; parameter names unchanged (checkpoints)."""
+    from msa.models.numerics import Float32Head, cast_lm_head_to_fp32
+
+    policy = _policy(tiny_cfg)
+    thinker = unwrap_peft(policy.model)
+    media, s, _ = rollouts[True]
+    names = [n for n, _ in policy.model.named_parameters()]
+
+    def score():
+        seen = []
+        hook = thinker.lm_head.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+        try:
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = completion_logits(policy.model, thinker, batch, media, s.prompt_rows, s.completion_ids,
+                                           s.completion_mask, True, group_size=G if shared else None)
+        finally:
+            hook.remove()
+        return logits, seen[-1]
+
+    assert score()[0].dtype == torch.bfloat16
+    cast_lm_head_to_fp32(thinker)
+    assert isinstance(thinker.lm_head, Float32Head) and thinker.lm_head.weight.dtype == torch.float32
+    logits, hidden = score()
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, hidden.float() @ thinker.lm_head.weight.T, atol=1e-5, rtol=0)  # [N, C, V]
+    assert [n for n, _ in policy.model.named_parameters()] == names
+
+
+def test_fp32_lm_head_refuses_a_head_tied_to_the_embeddings(tiny_cfg):
+    from msa.models.numerics import cast_lm_head_to_fp32
+
+    thinker = unwrap_peft(load_policy(tiny_cfg("model.lora.enabled=false")).model)
+    thinker.lm_head.weight = thinker.get_input_embeddings().weight
+    with pytest.raises(ValueError, match="grpo.cast_lm_head_to_fp32"):
+        cast_lm_head_to_fp32(thinker)

@@ -58,9 +58,23 @@ Where we depart from the paper or from TRL, and why:
     weights and LR stay equal. ``loss_type=dapo`` divides by the loss tokens of all ranks and
     ``scale_rewards=batch`` by the std of all ranks' rewards (TRL gathers both); the logged reward
     means and stds are over all ranks' rollouts.
+11. A step is one sampled batch. With ``num_iterations`` = mu > 1 it takes mu optimizer passes over its
+    rollouts, but Lightning's ``global_step`` advances once (the first mu - 1 passes step the optimizer
+    through the strategy, not the counting wrapper): ``max_steps``, the step checkpoint's
+    ``every_n_train_steps``, the logged step and the export's ``steps`` count sampled batches, so a run
+    ends exactly at ``max_steps`` and checkpoints every N batches (TRL counts optimizer steps; our
+    passes cannot stop inside a batch). The LR schedule advances every pass and spans max_steps x mu.
+    Logged loss, KL, entropy and clip ratios are the means over the passes. The first pass is on-policy
+    (ratio exactly 1: dropout is off, ``grpo.disable_dropout``).
+12. Numerics (TRL's options, :mod:`msa.models.numerics`): ``grpo.disable_dropout`` (default true) turns
+    every dropout off, LoRA's included, so samples, old and new log-probs come from one deterministic
+    policy; ``grpo.cast_lm_head_to_fp32`` computes the head in float32 under bf16 autocast.
+    ``grpo.mask_truncated_completions`` takes answers cut at ``max_new_tokens`` out of the loss (their
+    rewards still count in their group's baseline, as in TRL); ``grpo.importance_sampling_level=sequence``
+    is GSPO's sequence-level ratio (:func:`msa.rl.losses.grpo_loss`).
 
 The file is a little over 400 lines because this docstring, the one place that records how the step
-departs from the paper and TRL, is 60 of them; the code is the one LightningModule and the stage's run.
+departs from the paper and TRL, is 75 of them; the code is the one LightningModule and the stage's run.
 """
 
 from __future__ import annotations
@@ -77,6 +91,7 @@ from msa.exports import enabled_modalities
 from msa.generation import suppressed_ids
 from msa.models import export_policy, unwrap_peft
 from msa.models.encode import encode_media
+from msa.models.numerics import cast_lm_head_to_fp32, disable_dropout
 from msa.rl.advantages import (anchored_advantages, frac_zero_std, group_advantages, reward_moments,
                                 std_from_moments)
 from msa.rl.hard import find_hard, select_groups
@@ -114,14 +129,18 @@ class GRPOModule(PolicyModule):
                              if ".visual." in n or ".audio_tower." in n)
         if trained_towers and gcfg.reuse_encoder_outputs:
             raise ValueError("grpo.reuse_encoder_outputs=true needs frozen encoders (model.freeze.*=true)")
+        if gcfg.disable_dropout:  # before the reference is copied: it scores without dropout too
+            disable_dropout(self.model)
+        if gcfg.cast_lm_head_to_fp32:
+            cast_lm_head_to_fp32(unwrap_peft(self.model))
         # Reference: adapter-off view of the same weights (LoRA), a frozen copy (full FT), or none (beta=0).
         self.ref_model = None
         if gcfg.beta > 0 and not policy.lora:
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.history: list[dict] = []  # per-step scalars (reward curve, hint rate) for metrics.json
         # Steps in which no rank had anything to learn (every group dropped with hard=false, or every batch
-        # skipped), in optimizer-step units: they take no optimizer step, so global_step alone would never
-        # reach max_steps when every prompt stays hard (the run looped forever); they count towards it here.
+        # skipped): they take no optimizer step, so global_step alone would never reach max_steps when every
+        # prompt stays hard (the run looped forever); they count towards it here.
         self.idle_steps = 0
 
     # ---------------------------------------------------------------- one step
@@ -222,6 +241,8 @@ class GRPOModule(PolicyModule):
         keep_rows = keep.nonzero().squeeze(1).to(self.device)
         sub = s.select(keep_rows) if keep_rows.numel() else None
         loss_mask = sub.loss_mask if sub is not None else None  # [N, C]
+        if sub is not None and g.mask_truncated_completions:  # cut at max_new_tokens: out of the loss (TRL)
+            loss_mask = loss_mask * (~sub.clipped).to(loss_mask.dtype).unsqueeze(1)
         # Rows and loss tokens of every rank: whether any rank learns this step, and dapo's global denominator.
         local = torch.tensor([float(keep_rows.numel()), float(loss_mask.sum()) if sub is not None else 0.0],
                              dtype=torch.float64)
@@ -242,29 +263,43 @@ class GRPOModule(PolicyModule):
                 del ref_logits
             if g.num_iterations > 1:  # the sampling policy's log-probs, fixed across the passes
                 old_logp = token_logprobs(self._logits(batch, media, sub), ids, T)
-        for _ in range(g.num_iterations):
+        sums = torch.zeros(6, dtype=torch.float64)  # loss, kl, entropy, clip low/high/region summed over passes
+        for i in range(g.num_iterations):
             logits = self._logits(batch, media, sub)  # [N, C, V]
             logp = token_logprobs(logits, ids, T)
             with torch.no_grad():
                 ent = (token_entropy(logits.detach(), T) * loss_mask).sum() / loss_mask.sum().clamp(min=1)
             loss, st = grpo_loss(logp, logp.detach() if old_logp is None else old_logp, ref_logp, a, loss_mask,
                                  epsilon_low=g.epsilon, epsilon_high=g.epsilon_high, beta=g.beta,
-                                 loss_type=g.loss_type, max_completion_length=g.max_new_tokens, num_items=num_items)
+                                 loss_type=g.loss_type, max_completion_length=g.max_new_tokens, num_items=num_items,
+                                 importance_sampling_level=g.importance_sampling_level)
+            del logits
             opt.zero_grad()
             self.manual_backward(loss)
-            self._step(opt)
-        return dict(loss=loss.item(), kl=st.kl.item(), entropy=ent.item(), clip_low=st.clip_ratio_low.item(),
-                    clip_high=st.clip_ratio_high.item(), clip_region=st.clip_ratio_region.item(), skipped=0.0,
+            self._step(opt, last=i == g.num_iterations - 1)
+            sums += torch.tensor([loss.item(), st.kl.item(), ent.item(), st.clip_ratio_low.item(),
+                                  st.clip_ratio_high.item(), st.clip_ratio_region.item()], dtype=torch.float64)
+        mean = (sums / g.num_iterations).tolist()
+        return dict(zip(("loss", "kl", "entropy", "clip_low", "clip_high", "clip_region"), mean), skipped=0.0,
                     rows=int(keep_rows.numel()))
 
-    def _step(self, opt):
-        """Clip, optimizer step, LR step: the schedule advances with every optimizer step (as global_step
-        does), so with num_iterations > 1 it still ends at max_steps."""
+    def _step(self, opt, last: bool = True):
+        """Clip, optimizer step, LR step. Only a batch's ``last`` pass steps through Lightning's optimizer
+        wrapper, which advances ``global_step``; the others step through the strategy (the same precision
+        and DDP handling, uncounted): one step per sampled batch (11. in the module docstring). The
+        schedule advances every pass and spans max_steps x num_iterations passes (:meth:`total_steps`)."""
         self.clip_gradients(opt, gradient_clip_val=self.g.max_grad_norm, gradient_clip_algorithm="norm")
-        opt.step()
+        if last:
+            opt.step()
+        else:
+            self.trainer.strategy.optimizer_step(opt.optimizer, lambda: None)
         sch = self.lr_schedulers()
         if sch is not None:
             sch.step()
+
+    def total_steps(self) -> int:
+        """LR-schedule steps of the whole fit: num_iterations passes per step."""
+        return super().total_steps() * int(self.g.num_iterations)
 
     def _nothing_to_learn(self, opt, stepped: bool) -> dict:
         """This rank has no rollout in the loss. A zero loss touching every trainable parameter keeps it
@@ -274,13 +309,14 @@ class GRPOModule(PolicyModule):
         A step that no rank learns from takes no optimizer or LR step but still counts as a step
         (``idle_steps``): the run ends after max_steps steps whatever they held. The LR schedule then
         stops short of its end by the idle steps; ``train/skipped_step`` says how many there were."""
-        for _ in range(self.g.num_iterations if stepped else 1):
+        passes = self.g.num_iterations if stepped else 1
+        for i in range(passes):
             opt.zero_grad()
             self.manual_backward(sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0)
             if stepped:
-                self._step(opt)
+                self._step(opt, last=i == passes - 1)
         if not stepped:  # the same on every rank (rows_all is global)
-            self.idle_steps += self.g.num_iterations
+            self.idle_steps += 1
         return dict(loss=0.0, kl=0.0, entropy=0.0, clip_low=0.0, clip_high=0.0, clip_region=0.0, skipped=1.0, rows=0)
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -291,7 +327,7 @@ class GRPOModule(PolicyModule):
 
     @property
     def step_index(self) -> int:
-        """The step this batch is: optimizer steps taken plus steps no rank learned from."""
+        """The step this batch is: steps taken (one per sampled batch, 11.) plus steps no rank learned from."""
         return self.global_step + self.idle_steps
 
     # ---------------------------------------------------------------- logging
