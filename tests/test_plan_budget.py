@@ -211,6 +211,16 @@ def test_media_presets_set_both_bounds_and_the_synthetic_sets_keep_theirs(make_c
     assert bounds("data=demo", "media=compact") == (128 * 28 * 28, 256 * 28 * 28)  # the command line wins
 
 
+def test_budget_settings_are_checked_with_the_config(make_cfg):
+    from msa.config import ConfigError, validate
+
+    for override, key in (("data.max_prompt_tokens=0", "data.max_prompt_tokens"),
+                          ("data.video_min_pixels=900000", "data.video_min_pixels"),
+                          ("paths.cache_max_gb=0", "paths.cache_max_gb")):
+        with pytest.raises(ConfigError, match=f"^{key}: "):
+            validate(make_cfg("stage=eval", override))
+
+
 def test_max_prompt_tokens_gives_long_clips_fewer_frames_at_their_real_rate(make_cfg, tmp_path, processor):
     """5 s at 29.97 fps, 640x360: 10 frames, 5 steps of 299 tokens. A limit that holds 6 frames but not 8
     caps the clip at 6 (the plan counts it), and its grid spans 2 / (6 / 150 * 29.97) s, not 1 s."""
