@@ -270,7 +270,7 @@ def budget_split(cfg: DictConfig, read: DataRead, frame) -> SplitBudget:
     """Read the headers of every clip of ``frame`` (one split) and budget them; bad clips fail here
     (``data.on_error=raise``, naming them) or are counted as skipped."""
     from msa.data import budget
-    from msa.data.headers import read_many
+    from msa.data.headers import read_many, store_file
     from msa.data.media import MediaError
 
     dcfg = _data_cfg(cfg, read.name)
@@ -278,7 +278,8 @@ def budget_split(cfg: DictConfig, read: DataRead, frame) -> SplitBudget:
     out = SplitBudget(read, clips=len(frame))
     limit = dcfg.get("max_prompt_tokens")
     media_on = any(m in mods for m in ("audio", "video"))
-    headers = read_many(frame["path"]) if media_on else {}
+    where = store_dir(cfg)
+    headers = read_many(frame["path"], store=store_file(where, read.root) if where else None) if media_on else {}
     bad, unfit = [], []
     for clip_id, path, text in zip(frame["id"], frame["path"], frame["text"]):
         if not media_on:

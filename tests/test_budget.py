@@ -119,3 +119,25 @@ def test_a_capped_clip_is_sampled_at_its_real_rate(real, processor):
     entry = MediaCache(processor, None, max_frames=4, **QWEN).video(h.path)
     assert entry["video_grid_thw"][0, 0].item() == 2
     assert entry["video_second_per_grid"] == pytest.approx(2 / (4 / 90 * 30000 / 1001))
+
+
+def test_headers_are_kept_per_path_size_and_mtime(real, tmp_path, monkeypatch):
+    import os
+
+    from msa.data import headers
+
+    clip = make_clip(tmp_path / "c.mp4", 2.0)
+    store = headers.store_file(tmp_path / "media", tmp_path)
+    first = read_many([clip, real["small"]], store=store)
+    assert store.exists() and first[str(clip)].n_frames == 20
+    headers._MEMO.clear()
+
+    def no_open(path):
+        raise AssertionError(f"{path} was opened again")
+
+    monkeypatch.setattr(headers, "read_headers", no_open)
+    assert read_many([clip, real["small"]], store=store) == first  # from the store: nothing opened
+    make_clip(clip, 3.0)  # rewritten: new size and mtime
+    os.utime(clip, ns=(1, 1))
+    monkeypatch.undo()
+    assert read_many([clip], store=store)[str(clip)].n_frames == 30

@@ -182,14 +182,15 @@ class MSADataModule(L.LightningDataModule):
         if self.max_prompt_tokens is None or "video" not in self.modalities:
             return {}
         from msa.data import budget
-        from msa.data.headers import read_many
+        from msa.data.headers import read_many, store_file
         from msa.data.media import MediaError
 
         dcfg = dict(name=self.name, fps=self.fps, min_frames=self.min_frames, max_frames=self.max_frames,
                     max_audio_seconds=self.max_audio_seconds, video_min_pixels=self.video_min_pixels,
                     video_max_pixels=self.video_max_pixels, max_prompt_tokens=self.max_prompt_tokens,
                     modalities={m: m in self.modalities for m in ("text", "audio", "video")})
-        headers = read_many(frame["path"])
+        where = self.cache_path()
+        headers = read_many(frame["path"], store=store_file(where, self.root) if where else None)
         caps = {}
         for clip_id, path, text in zip(frame["id"], frame["path"], frame["text"]):
             h = headers[str(path)]
