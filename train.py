@@ -66,7 +66,12 @@ def train(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    from msa.config import ConfigError
+
+    try:
+        train(cfg)
+    except ConfigError as e:  # found by the run plan (data, store, init_from): one line naming the setting
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -257,3 +257,21 @@ def test_the_budget_is_recorded_in_the_metrics(make_cfg, mosei, no_model):
     saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert saved["budget"]["clips"] == 1 and saved["budget"]["capped_clips"] == 0
     assert saved["budget"]["store_gb"] == round(STORE / 1e9, 3)
+
+
+@pytest.mark.slow
+def test_the_refusal_on_the_command_line_is_one_line(mosei, cache_dir, tmp_path):
+    """``python train.py stage=eval data=mosei data.root=... paths.cache_max_gb=0.001``: the plan and the budget
+    table, then ``error: paths.cache_max_gb: ...``, and no model loaded."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MSA_CACHE=str(cache_dir), HF_HUB_OFFLINE="1")
+    r = subprocess.run([sys.executable, "train.py", "stage=eval", "data=mosei", f"data.root={mosei}", *FAST,
+                        "paths.cache_max_gb=0.001", f"hydra.run.dir={tmp_path}"], cwd=Path(__file__).parents[1],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("error: paths.cache_max_gb: the media store of this run needs")
+    assert "budget  frames" in r.stdout and "mosei    test" in r.stdout
+    assert not (tmp_path / "eval").exists()
