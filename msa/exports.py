@@ -21,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-META_FILE = "msa_policy.json"
+EXPORT_META = "msa_policy.json"
 MODALITIES = ("text", "audio", "video")
 
 
@@ -29,7 +29,7 @@ def read_export_meta(path: str | Path | None) -> dict:
     """The export's ``msa_policy.json`` as a dict; ``{}`` without a path or file (a base model)."""
     if not path:
         return {}
-    meta = Path(path) / META_FILE
+    meta = Path(path) / EXPORT_META
     return json.loads(meta.read_text()) if meta.exists() else {}
 
 

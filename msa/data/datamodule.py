@@ -84,7 +84,8 @@ class MSADataModule(L.LightningDataModule):
                  limit: int | None = None, shuffle: bool = True, seed: int = 0, answer: str = "dc",
                  range_dataset: str | None = None, targets: Mapping[str, str] | None = None,
                  use_audio_in_video: bool = True, predict_split: str = "train",
-                 video_min_pixels: int | None = None, video_max_pixels: int | None = None):
+                 video_min_pixels: int | None = None, video_max_pixels: int | None = None,
+                 max_prompt_tokens: int | None = None):
         super().__init__()
         self.spec = get_spec(name)  # unknown names fail here, listing the known ones
         if on_error not in ON_ERROR:
@@ -117,6 +118,7 @@ class MSADataModule(L.LightningDataModule):
         self.use_audio_in_video = use_audio_in_video
         self.predict_split = predict_split
         self.video_min_pixels, self.video_max_pixels = video_min_pixels, video_max_pixels
+        self.max_prompt_tokens = max_prompt_tokens
         self.processor = None
         self.cache: MediaCache | None = None
         self.frames: dict[str, pd.DataFrame] = {}
@@ -171,7 +173,39 @@ class MSADataModule(L.LightningDataModule):
                 frame = frame.head(self.limit).reset_index(drop=True)
             self.frames[name] = frame
             self.datasets[name] = MSADataset(frame, self.name, self.cache, modalities=self.modalities,
-                                             on_error=self.on_error, allow_missing_audio=self.allow_missing_audio)
+                                             on_error=self.on_error, allow_missing_audio=self.allow_missing_audio,
+                                             max_frames=self.frame_caps(frame))
+
+    def frame_caps(self, frame: pd.DataFrame) -> dict[str, int]:
+        """Clip id -> frame cap for the clips whose prompt would exceed ``max_prompt_tokens``, from their
+        headers (msa.data.budget; the run plan printed the same count)."""
+        if self.max_prompt_tokens is None or "video" not in self.modalities:
+            return {}
+        from msa.data import budget
+        from msa.data.headers import read_many, store_file
+        from msa.data.media import MediaError
+
+        dcfg = dict(name=self.name, fps=self.fps, min_frames=self.min_frames, max_frames=self.max_frames,
+                    max_audio_seconds=self.max_audio_seconds, video_min_pixels=self.video_min_pixels,
+                    video_max_pixels=self.video_max_pixels, max_prompt_tokens=self.max_prompt_tokens,
+                    modalities={m: m in self.modalities for m in ("text", "audio", "video")})
+        where = self.cache_path()
+        headers = read_many(frame["path"], store=store_file(where, self.root) if where else None)
+        caps = {}
+        for clip_id, path, text in zip(frame["id"], frame["path"], frame["text"]):
+            h = headers[str(path)]
+            if isinstance(h, MediaError):
+                continue  # the dataset raises or skips it when it is read
+            try:
+                cap = budget.fitted_max_frames(h, dcfg, transcript=str(text))
+            except MediaError:
+                continue
+            if cap is not None:
+                caps[clip_id] = max(cap, self.min_frames)  # 0: not even the fewest fit (the plan refuses those)
+        if caps:
+            log.info("%s: %d of %d clips get fewer frames to stay within %d prompt tokens", self.name, len(caps),
+                     len(frame), self.max_prompt_tokens)
+        return caps
 
     def collator(self, *, targets: Mapping[str, str] | None = None) -> MultimodalCollator:
         return MultimodalCollator(self.processor, answer=self.answer, range_dataset=self.range_dataset,

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from msa.exports import EXPORT_META  # written next to every exported adapter / full model
+
 log = logging.getLogger(__name__)
 
 # LoRA targets: the language model's attention and MLP projections only. A plain name list such as
@@ -31,7 +33,6 @@ log = logging.getLogger(__name__)
 # so the match is a regex anchored on ``language_model``.
 LLM_LORA_REGEX = r".*language_model\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
 CONFIG_7B = Path(__file__).parent / "configs" / "qwen2_5_omni_7b_thinker.json"
-EXPORT_META = "msa_policy.json"  # written next to every exported adapter / full model
 INIT_DIR = "init"  # inside a LoRA export: the earlier export its base was merged from
 
 
@@ -178,6 +179,17 @@ def lora_config(lora_cfg):
                       target_modules=lora_cfg.get("target_regex") or LLM_LORA_REGEX, bias="none", task_type="CAUSAL_LM")
 
 
+def export_kind(path: str | Path) -> str | None:
+    """What the export at ``path`` holds: ``"lora"`` (adapter_config.json), ``"full"`` (model.safetensors,
+    or its index), or None when it is no export (the run plan refuses such an ``init_from``)."""
+    path = Path(path)
+    if (path / "adapter_config.json").exists():
+        return "lora"
+    if (path / "model.safetensors").exists() or (path / "model.safetensors.index.json").exists():
+        return "full"
+    return None
+
+
 def apply_init(model, init_from: str | Path, *, merge: bool = True):
     """Fold the weights of an earlier stage's export into ``model``.
 
@@ -189,14 +201,15 @@ def apply_init(model, init_from: str | Path, *, merge: bool = True):
     from peft import PeftModel
 
     path = Path(init_from)
-    if (path / "adapter_config.json").exists():
+    kind = export_kind(path)
+    if kind == "lora":
         if (path / INIT_DIR).exists():
             model = apply_init(model, path / INIT_DIR, merge=True)
         with _reading_weights("init_from", path):
             adapted = PeftModel.from_pretrained(model, path)
         log.info("init_from %s: LoRA adapter %s", path, "merged into the base weights" if merge else "loaded")
         return adapted.merge_and_unload() if merge else adapted
-    if (path / "model.safetensors").exists() or (path / "model.safetensors.index.json").exists():
+    if kind == "full":
         from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
         with _reading_weights("init_from", path):

@@ -5,7 +5,6 @@ Kept out of the stage files so that each of those reads as its method only.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
