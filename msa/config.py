@@ -93,6 +93,10 @@ def validate(cfg: DictConfig) -> None:
 
     _check(cfg.data.name in DATASETS, "data.name", f"unknown dataset {cfg.data.name!r}; known: {', '.join(DATASETS)}")
     _one_of(cfg, "data.on_error", ("raise", "skip"))
+    _one_of(cfg, "data.cache", ("all", "audio", "none"))
+    bound = OmegaConf.select(cfg, "data.cache_max_gb")
+    _check(bound is None or (isinstance(bound, (int, float)) and bound > 0), "data.cache_max_gb",
+           f"must be a positive number of GB or null (paths.cache_max_gb), got {bound!r}")
     _check(cfg.data.batch_size >= 1, "data.batch_size", "must be >= 1")
     _check(any(cfg.data.modalities.values()), "data.modalities", "at least one modality must be on")
     _one_of(cfg, "model.dtype", ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "auto"))
