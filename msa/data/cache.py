@@ -87,6 +87,28 @@ def store_bytes(video_grid_thw=None, audio_seconds: float | None = None, *, patc
     return n
 
 
+def patchify(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, patch: int = 14, merge: int = 2,
+             tps: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """``frames [T, H, W, C]`` uint8 -> ``pixel_values_videos [gt*gh*gw, C*tps*patch*patch]`` float32 and
+    ``video_grid_thw [1, 3]``, in the processor's patch order (``Qwen2VLVideoProcessor.patchify``: time,
+    merged rows, merged columns, the merge window, then channel, frame, pixel row, pixel column), each
+    value ``(x - mean[c]) / std[c]``. An odd frame count repeats the last frame, as the processor does.
+
+    >>> px, grid = patchify(torch.arange(2 * 28 * 28 * 3).reshape(2, 28, 28, 3).to(torch.uint8) * 0 + 255,
+    ...                     torch.full((3,), 127.5), torch.full((3,), 127.5))
+    >>> grid.tolist(), tuple(px.shape), px.unique().tolist()  # one merged token: 2x2 patches of 3*2*14*14
+    ([[1, 2, 2]], (4, 1176), [1.0])
+    """
+    if frames.shape[0] % tps:
+        frames = torch.cat([frames, frames[-1:].expand(tps - frames.shape[0] % tps, -1, -1, -1)])
+    t, h, w, c = frames.shape
+    gt, gh, gw = t // tps, h // patch, w // patch
+    x = frames.view(gt, tps, gh // merge, merge, patch, gw // merge, merge, patch, c)
+    x = x.permute(0, 2, 5, 3, 6, 8, 1, 4, 7).reshape(gt * gh * gw, c, tps * patch * patch)  # uint8 copy
+    x = x.to(torch.float32).sub_(mean.view(1, c, 1)).div_(std.view(1, c, 1))
+    return x.view(gt * gh * gw, c * tps * patch * patch), torch.tensor([[gt, gh, gw]])
+
+
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -258,15 +280,48 @@ class MediaCache:
         }
 
     def video_features(self, entry: dict) -> dict:
-        """The processor's video outputs from a stored video entry (``frames`` uint8 ``[T, H, W, 3]``, ``fps``)."""
-        kwargs = dict(self._merged, videos_kwargs=dict(self._merged["videos_kwargs"], fps=float(entry["fps"])))
-        processed, _ = self.processor._process_videos([entry["frames"].numpy()], **kwargs)
+        """The processor's video outputs from a stored video entry (``frames`` uint8 ``[T, H, W, 3]``, ``fps``).
+
+        The processor's own steps, reordered: patchify the uint8 frames (a quarter of the bytes to
+        move), then convert and normalise with its fused mean and std, ``(x - mean*255) / (std*255)`` in
+        float32, the same operation on every element as the processor does, so the result is bit-identical
+        (tests compare the two) in about a quarter of the time. Settings the shortcut does not cover
+        (frames the processor would resize again, no fused rescale + normalise) go through the processor.
+        """
+        frames = entry["frames"]  # [T, H, W, C] uint8
+        fps = float(entry["fps"])
+        p = self._patch_settings()
+        if p is None or self.frame_size(frames.shape[1], frames.shape[2], frames.shape[0]) != tuple(frames.shape[1:3]):
+            kwargs = dict(self._merged, videos_kwargs=dict(self._merged["videos_kwargs"], fps=fps))
+            processed, _ = self.processor._process_videos([frames.numpy()], **kwargs)
+            pixels, grid = processed["pixel_values_videos"], processed["video_grid_thw"]
+            second_per_grid = float(_plain(processed["video_second_per_grid"]))
+        else:
+            pixels, grid = patchify(frames, p["mean"], p["std"], p["patch"], p["merge"], p["tps"])
+            second_per_grid = p["tps"] / fps  # as the processor computes it
         return {
-            "pixel_values_videos": processed["pixel_values_videos"].contiguous(),  # [P, C*tps*ps*ps]
-            "video_grid_thw": processed["video_grid_thw"].contiguous(),  # [1, 3]
-            "video_second_per_grid": float(_plain(processed["video_second_per_grid"])),
+            "pixel_values_videos": pixels.contiguous(),  # [P, C*tps*ps*ps]
+            "video_grid_thw": grid.contiguous(),  # [1, 3]
+            "video_second_per_grid": second_per_grid,
             "seconds": float(entry["seconds"]),
         }
+
+    def _patch_settings(self) -> dict | None:
+        """The video processor's patch sizes and fused mean/std, or None if it does not rescale and normalise."""
+        if not hasattr(self, "_patch"):
+            vp, kw = self.processor.video_processor, self._merged["videos_kwargs"]
+
+            def get(name):
+                return kw.get(name, getattr(vp, name, None))
+
+            self._patch = None
+            if get("do_rescale") and get("do_normalize") and get("rescale_factor"):
+                # The processor's fusion: float32 tensors scaled by 1 / rescale_factor (image_processing_backends)
+                self._patch = dict(mean=torch.tensor(get("image_mean")) * (1.0 / get("rescale_factor")),
+                                   std=torch.tensor(get("image_std")) * (1.0 / get("rescale_factor")),
+                                   patch=int(get("patch_size")), merge=int(get("merge_size")),
+                                   tps=int(get("temporal_patch_size")))
+        return self._patch
 
     # -- internals -----------------------------------------------------------------------------
     def _settings(self, fps, min_frames, max_frames) -> tuple[float, int, int]:
@@ -382,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["CACHE_VERSION", "MODES", "CorruptEntry", "MediaCache", "decode_entry", "encode_entry", "entry_chunks",
-           "file_sha256", "main", "read_entry", "store_bytes"]
+           "file_sha256", "main", "patchify", "read_entry", "store_bytes"]
 
 if __name__ == "__main__":
     sys.exit(main())
