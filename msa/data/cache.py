@@ -346,6 +346,8 @@ class MediaCache:
         if entry_file is not None and entry_file.exists():
             try:
                 entry = self.store.read(entry_file)
+            except FileNotFoundError:  # pruned by another worker since: a miss
+                pass
             except (CorruptEntry, OSError) as exc:
                 self.stats[f"{kind}/corrupt"] += 1
                 log.warning("corrupt cache entry %s (%s); recomputing", entry_file, exc)
