@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from data_fixtures import clips, processor  # noqa: F401  (pytest fixtures)
+from omegaconf import OmegaConf
+from data_fixtures import clips, make_sims_set, processor  # noqa: F401  (pytest fixtures)
 from real_clips import write_clip
 
 from msa.data import media
@@ -259,3 +260,23 @@ def test_rotated_clip_is_decoded_upright(tmp_path, processor, rotation, k):
     grid = MediaCache(processor, None).video(clip)["video_grid_thw"][0].tolist()
     # upright 112 wide x 224 tall (a quarter turn) is enlarged to Qwen's minimum with its aspect kept
     assert (grid[1] > grid[2]) == (abs(rotation) == 90)
+
+
+# -- configuration: data.cache and paths.cache_max_gb reach the store, bad values fail first ------------
+
+def test_cache_keys_reach_the_store_and_bad_values_fail_early(make_cfg, processor, tmp_path):
+    from msa.config import ConfigError, validate
+    from msa.data.datamodule import build_datamodule
+
+    cfg = make_cfg("data.cache=audio", "paths.cache_max_gb=2.5")
+    validate(cfg)
+    dm = build_datamodule(cfg.data, processor=processor, name="sims", root=make_sims_set(tmp_path / "sims"))
+    dm.setup()  # builds the store's MediaCache; nothing is decoded yet
+    assert dm.cache.mode == "audio" and dm.cache.stored == ("audio",)
+    assert dm.cache.store.max_bytes == 2_500_000_000
+    for key, value, match in [("data.cache", "some", r"^data.cache: 'some' is not one of all, audio, none"),
+                              ("paths.cache_max_gb", 0, r"^data.cache_max_gb: must be a positive")]:
+        bad = cfg.copy()
+        OmegaConf.update(bad, key, value)
+        with pytest.raises(ConfigError, match=match):
+            validate(bad)

@@ -1,6 +1,6 @@
 """The media store at the real datasets' scale: per-clip figures measured, per-dataset figures extrapolated.
 
-    python experiments/benchmarks/bench_media_scale.py [--workdir DIR] [--seconds-scale 1.0]
+    python experiments/benchmarks/bench_media_scale.py [--workdir DIR]
 
 Part 1 writes one realistic clip per resolution (moving texture and a moving block, H.264 yuv420p,
 AAC stereo; see CLIPS: 360p .. 1080p, 4-10 s, 25 / 29.97 / 30 fps, 44.1 / 48 kHz) and runs the
@@ -171,7 +171,8 @@ def measure(workdir: Path) -> tuple[list[dict], float]:
         n_audio = audio_tokens(a["seconds"])
         rows.append(dict(name=name, size=f"{width}x{height}", seconds=seconds, fps=float(fps), rate=rate,
                          frames=2 * grid[0], grid=grid, video_tokens=n_video, audio_tokens=n_audio, prompt=prompt,
-                         store=files, video_store=video_file, estimate=store_bytes(grid, a["seconds"]), cold=t1 - t0, warm=t2 - t1))
+                         store=files, video_store=video_file, estimate=store_bytes(grid, a["seconds"]),
+                         cold=t1 - t0, warm=t2 - t1))
     text = float(np.mean([r["prompt"] - r["video_tokens"] - r["audio_tokens"] for r in rows]))
     return rows, text
 
@@ -202,7 +203,8 @@ def main() -> None:
     bounds = preset_bounds()
     print("\nPer dataset and preset (extrapolated: see the module doc; clip counts, durations and mixes in DATASETS)")
     print(f"{'dataset':7} {'preset':8} {'clips':>6} {'mean s':>6} {'store GB':>8} {'float32 GB':>10} "
-          f"{'KB/vtok':>7} {'video tok/epoch':>15} {'prompt tok/epoch':>16} {'mean prompt':>11} {'build h (1 core)':>16}")
+          f"{'KB/vtok':>7} {'video tok/epoch':>15} {'prompt tok/epoch':>16} {'mean prompt':>11} "
+          f"{'build h (1 core)':>16}")
     for ds, d in DATASETS.items():
         for preset, bound in bounds.items():
             agg = dict(store=0.0, float32=0.0, video=0.0, prompt=0.0)

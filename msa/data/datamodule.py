@@ -73,8 +73,8 @@ class MSADataModule(L.LightningDataModule):
     ``modalities``: dict of switches (``text, audio, video``) or a list of names. ``limit`` caps each
     split (first rows) for smoke runs. ``cache_dir``: the media store (None: ``$MSA_CACHE/media``;
     False: no disk cache); ``cache``: what it keeps (``all``, ``audio``: video decoded on every access,
-    ``none``); ``cache_max_gb``: its size bound (least recently used entries go first). ``fps/min_frames/max_frames`` drive frame sampling, ``max_audio_seconds`` cuts
-    the audio. ``answer``, ``range_dataset``, ``targets`` and ``use_audio_in_video`` go to the collator.
+    ``none``); ``cache_max_gb``: its size bound (least recently used entries go first).
+    ``fps/min_frames/max_frames`` drive frame sampling, ``max_audio_seconds`` cuts the audio. ``answer``, ``range_dataset``, ``targets`` and ``use_audio_in_video`` go to the collator.
     """
 
     def __init__(self, name: str, root: str | Path | None = None, *, batch_size: int = 1,
@@ -82,7 +82,8 @@ class MSADataModule(L.LightningDataModule):
                  max_frames: int = 768, max_audio_seconds: float | None = None,
                  modalities: Mapping[str, bool] | Iterable[str] | None = None, on_error: str = "raise",
                  allow_missing_audio: bool = False, cache_dir: str | Path | None | bool = None,
-                 cache: str = "all", cache_max_gb: float | None = None, limit: int | None = None, shuffle: bool = True, seed: int = 0, answer: str = "dc",
+                 cache: str = "all", cache_max_gb: float | None = None, limit: int | None = None,
+                 shuffle: bool = True, seed: int = 0, answer: str = "dc",
                  range_dataset: str | None = None, targets: Mapping[str, str] | None = None,
                  use_audio_in_video: bool = True, predict_split: str = "train",
                  video_min_pixels: int | None = None, video_max_pixels: int | None = None):
