@@ -74,7 +74,8 @@ class MSADataModule(L.LightningDataModule):
     split (first rows) for smoke runs. ``cache_dir``: the media store (None: ``$MSA_CACHE/media``;
     False: no disk cache); ``cache``: what it keeps (``all``, ``audio``: video decoded on every access,
     ``none``); ``cache_max_gb``: its size bound (least recently used entries go first).
-    ``fps/min_frames/max_frames`` drive frame sampling, ``max_audio_seconds`` cuts the audio. ``answer``, ``range_dataset``, ``targets`` and ``use_audio_in_video`` go to the collator.
+    ``fps/min_frames/max_frames`` drive frame sampling, ``max_audio_seconds`` cuts the audio.
+    ``answer``, ``range_dataset``, ``targets`` and ``use_audio_in_video`` go to the collator.
     """
 
     def __init__(self, name: str, root: str | Path | None = None, *, batch_size: int = 1,
