@@ -161,7 +161,7 @@ def test_cli_stats_prune_verify(clips, processor, tmp_path, capsys):
     assert main(["stats", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     # the demo clip: 4 frames of 336x336 -> 2 x 24 x 24 patches = 288 video tokens
-    assert "video: 1 entries (0 error records)" in out and "288 video tokens" in out
+    assert "video: 1 entries (0 error records, 0 stale)" in out and "288 video tokens" in out
     assert main(["verify", str(tmp_path)]) == 0
     entry = next((tmp_path / "audio").rglob("*.pt"))
     data = bytearray(entry.read_bytes())

@@ -155,7 +155,8 @@ class MediaCache:
         self.dir = Path(cache_dir) if cache_dir is not None and mode != "none" else None
         self.mode = mode
         self.stored = _STORED[mode] if self.dir is not None else ()
-        self.store = Store(self.dir, None if max_gb is None else int(max_gb * 1e9)) if self.dir is not None else None
+        self.store = (Store(self.dir, None if max_gb is None else int(max_gb * 1e9), version=CACHE_VERSION)
+                      if self.dir is not None else None)
         self.fps, self.min_frames, self.max_frames = float(fps), int(min_frames), int(max_frames)
         fe = processor.feature_extractor
         self.sample_rate = int(fe.sampling_rate)
@@ -365,16 +366,18 @@ class MediaCache:
             if entry_file is not None and err.kind != "missing":
                 # The record serves every file with these bytes: each names itself when it is read.
                 record = dict(error_class=type(err).__name__, error_kind=err.kind,
-                              error_reason=err.reason.replace(str(path), _CLIP))
+                              error_reason=err.reason.replace(str(path), _CLIP), version=CACHE_VERSION)
                 self.store.write(entry_file, record)
             raise
         if entry_file is not None:
-            self.store.write(entry_file, entry)
+            self.store.write(entry_file, dict(entry, version=CACHE_VERSION))
         return self._load(kind, entry)
 
     def _load(self, kind: str, entry: dict) -> dict:
         # Cold and warm accesses go through the same step on the same bytes, so they agree bit for bit.
-        return self.video_features(entry) if kind == "video" else entry
+        if kind == "video":
+            return self.video_features(entry)
+        return {k: v for k, v in entry.items() if k != "version"}
 
     def _decode_video(self, path: Path, settings: tuple | None) -> dict:
         """The stored form of a clip's video: resized uint8 frames, the sampled fps, the grid."""
@@ -417,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.dir.is_dir():
         parser.error(f"{args.dir}: no such directory")
-    store = Store(args.dir)
+    store = Store(args.dir, version=CACHE_VERSION)
     if args.command == "stats":
         print(format_stats(store.stats()))
         stale = store.stale_temporaries()

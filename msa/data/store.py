@@ -12,6 +12,9 @@ at its first write, another every :data:`RESCAN_EVERY` writes, so the writes of 
 workers are counted too) and, once over the bound, deletes the oldest entries down to
 :data:`PRUNE_TO` of it.
 
+Entries whose ``version`` value is not the reader's are stale: a store outlives format changes, and
+never reads them again, so they are the least recently used and the bound drops them first.
+
 ``python -m msa.data.cache stats|prune|verify <dir>`` runs :meth:`Store.stats`, :meth:`Store.prune`
 and :meth:`Store.verify` from the command line.
 """
@@ -166,8 +169,10 @@ def entry_bytes(tensor_bytes: list[int], meta_bytes: int = 192) -> int:
 class KindStats:
     entries: int = 0
     errors: int = 0  # cached error records (clips that cannot be decoded)
+    stale: int = 0  # entries of another format version: never read by this one (the LRU bound drops them first)
     bytes: int = 0
-    video_tokens: int = 0  # merged patches (t * h * w / 4) over the video entries
+    video_tokens: int = 0  # merged patches (t * h * w / 4) over the current video entries
+    video_bytes: int = 0  # the bytes of those entries
     oldest: float | None = None  # last use (mtime), seconds since the epoch
     newest: float | None = None
 
@@ -175,11 +180,12 @@ class KindStats:
 class Store:
     """Entries under ``root`` (see the module doc); ``max_bytes`` bounds the store's size (None: no bound)."""
 
-    def __init__(self, root: str | os.PathLike, max_bytes: int | None = None):
+    def __init__(self, root: str | os.PathLike, max_bytes: int | None = None, version: int | None = None):
         if max_bytes is not None and max_bytes <= 0:
             raise ValueError(f"max_bytes must be > 0 or None, got {max_bytes}")
         self.root = Path(root)
         self.max_bytes = max_bytes
+        self.version = version  # the entries' ``version`` value this reader writes; others are stale
         self._total: int | None = None  # this process's running estimate of the store's size
         self._writes = 0
         self.pruned = 0  # entries this process deleted to keep under the bound
@@ -277,11 +283,15 @@ class Store:
                 layout = read_layout(path)
             except (CorruptEntry, OSError):
                 continue  # verify reports it
-            if "error_kind" in layout["values"]:
+            values = layout["values"]
+            if self.version is not None and values.get("version") != self.version:
+                s.stale += 1
+            elif "error_kind" in values:
                 s.errors += 1
-            elif "grid" in layout["values"]:  # video: [t, h, w] patches, merge_size**2 of them to a token
-                t, h, w = layout["values"]["grid"]
-                s.video_tokens += t * h * w // layout["values"]["merge_size"] ** 2
+            elif "grid" in values:  # video: [t, h, w] patches, merge_size**2 of them to a token
+                t, h, w = values["grid"]
+                s.video_tokens += t * h * w // values["merge_size"] ** 2
+                s.video_bytes += st.st_size
         return out
 
     def verify(self, delete: bool = False) -> list[tuple[Path, str]]:
@@ -302,9 +312,9 @@ def format_stats(stats: dict[str, KindStats]) -> str:
     """The lines ``python -m msa.data.cache stats`` prints."""
     lines = []
     for kind, s in stats.items():
-        line = f"{kind}: {s.entries} entries ({s.errors} error records), {s.bytes / 1e9:.3f} GB"
+        line = f"{kind}: {s.entries} entries ({s.errors} error records, {s.stale} stale), {s.bytes / 1e9:.3f} GB"
         if kind == "video" and s.video_tokens:
-            line += f", {s.video_tokens} video tokens, {s.bytes / s.video_tokens / 1e3:.2f} KB per video token"
+            line += f", {s.video_tokens} video tokens, {s.video_bytes / s.video_tokens / 1e3:.2f} KB per video token"
         if s.oldest is not None:
             fmt = "%Y-%m-%d %H:%M"
             line += (f", last used {time.strftime(fmt, time.gmtime(s.oldest))} .. "
