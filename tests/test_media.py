@@ -97,16 +97,15 @@ def test_error_context_names_dataset_clip_and_file_and_pickles(clips):
 
 # -- cache ---------------------------------------------------------------------------------------------
 
-def _forbid(monkeypatch, processor, *, normalise: bool = False):
-    """Make decoding (and, unless ``normalise``, the processor) fail: a warm read must not need them.
-    The video store keeps uint8 frames, which a warm read normalises with the processor."""
+def _forbid(monkeypatch, processor):
+    """Make decoding and the processor fail: a warm read needs neither (the video store's uint8 patches
+    are only converted and normalised)."""
     def boom(*a, **k):
         raise AssertionError("the warm path decoded or processed again")
 
     for name in ("decode_video", "decode_audio", "probe_video", "sample_video", "resize_frames"):
         monkeypatch.setattr(media, name, boom)
-    if not normalise:
-        monkeypatch.setattr(processor, "_process_videos", boom)
+    monkeypatch.setattr(processor, "_process_videos", boom)
     monkeypatch.setattr(processor, "_process_audio", boom)
 
 
@@ -119,7 +118,7 @@ def test_cold_then_warm_reads_without_decoding(tmp_path, clips, processor, monke
     # audio padded to the clip (to a whole hop), not to 300 s: ceil(32768 samples / hop 160) = 205 frames
     assert a["input_features"].shape == (1, 128, 205) and a["feature_attention_mask"].sum() == 205
     warm = MediaCache(processor, tmp_path)  # a new process: nothing in memory
-    _forbid(monkeypatch, processor, normalise=True)
+    _forbid(monkeypatch, processor)
     v2, a2 = warm.video(clips["a"]), warm.audio(clips["a"])
     assert torch.equal(v2["pixel_values_videos"], v["pixel_values_videos"])
     assert torch.equal(a2["input_features"], a["input_features"])

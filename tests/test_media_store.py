@@ -68,7 +68,9 @@ def test_cold_and_warm_loads_are_the_processors_tensors(real, processor, tmp_pat
         assert out["video_second_per_grid"] == float(ref["video_second_per_grid"][0])
     entry = read_entry(next((tmp_path / "video").rglob("*.pt")))
     t, h, w = ref["video_grid_thw"][0].tolist()
-    assert entry["frames"].dtype == torch.uint8 and entry["frames"].shape == (2 * t, 14 * h, 14 * w, 3)
+    # the resized frames' bytes, in the processor's patch order: 2 frames x 3 channels x 14 x 14 a patch
+    assert entry["patches"].dtype == torch.uint8 and entry["patches"].shape == (t * h * w, 3 * 2 * 14 * 14)
+    assert entry["grid"] == [t, h, w]
 
 
 def test_720p_grid_and_bytes_per_video_token_by_hand(real, processor, tmp_path):
@@ -280,3 +282,16 @@ def test_cache_keys_reach_the_store_and_bad_values_fail_early(make_cfg, processo
         OmegaConf.update(bad, key, value)
         with pytest.raises(ConfigError, match=match):
             validate(bad)
+
+
+def test_a_processor_without_fused_normalise_gets_frames_and_its_own_path(clips, processor, tmp_path):
+    import copy
+
+    plain = copy.deepcopy(processor)
+    plain.video_processor.do_normalize = False  # rescale only: the shortcut does not apply
+    ref = processor_output(MediaCache(plain, None), clips["a"])
+    MediaCache(plain, tmp_path).video(clips["a"])
+    entry = read_entry(next((tmp_path / "video").rglob("*.pt")))
+    assert "frames" in entry and "patches" not in entry and entry["frames"].dtype == torch.uint8
+    warm = MediaCache(plain, tmp_path).video(clips["a"])
+    assert torch.equal(warm["pixel_values_videos"], ref["pixel_values_videos"])

@@ -7,9 +7,10 @@
 Per clip and modality one entry (:mod:`msa.data.store`) holds:
 
 * video: the sampled frames, upright (:func:`msa.data.media.sample_video`) and resized as
-  qwen-omni-utils resizes them, ``frames [T, H, W, 3]`` uint8, with the sampled frame rate and the
-  clip's duration. Loading normalises and patchifies them with the processor's own
-  ``_process_videos``, so every access, cold or warm, returns exactly what the processor computes:
+  qwen-omni-utils resizes them, as uint8 in the processor's patch order (``patches [P, 3*2*14*14]``;
+  :func:`patchify`), with the grid, the sampled frame rate and the clip's duration. Loading converts
+  and normalises them as the processor does (:func:`normalise`), so every access, cold or warm,
+  returns exactly what the processor computes:
   ``pixel_values_videos [P, C*2*14*14]`` float32, ``video_grid_thw [1, 3]``, ``video_second_per_grid``
   and ``seconds``. The uint8 frames are 4x smaller than the float32 patches: 4.7 KB per video token
   (2 frames x 28 x 28 pixels x 3 bytes) instead of 18.8 KB; :func:`store_bytes` gives an entry's size
@@ -87,26 +88,35 @@ def store_bytes(video_grid_thw=None, audio_seconds: float | None = None, *, patc
     return n
 
 
-def patchify(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, patch: int = 14, merge: int = 2,
-             tps: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """``frames [T, H, W, C]`` uint8 -> ``pixel_values_videos [gt*gh*gw, C*tps*patch*patch]`` float32 and
-    ``video_grid_thw [1, 3]``, in the processor's patch order (``Qwen2VLVideoProcessor.patchify``: time,
-    merged rows, merged columns, the merge window, then channel, frame, pixel row, pixel column), each
-    value ``(x - mean[c]) / std[c]``. An odd frame count repeats the last frame, as the processor does.
+def patchify(frames: torch.Tensor, patch: int = 14, merge: int = 2, tps: int = 2) -> tuple[torch.Tensor, list]:
+    """``frames [T, H, W, C]`` -> ``patches [gt*gh*gw, C*tps*patch*patch]`` (same dtype) and the grid
+    ``[gt, gh, gw]``, in the processor's order (``Qwen2VLVideoProcessor.patchify``: time, merged rows,
+    merged columns, the merge window, then channel, frame, pixel row, pixel column). An odd frame count
+    repeats the last frame, as the processor does.
 
-    >>> px, grid = patchify(torch.arange(2 * 28 * 28 * 3).reshape(2, 28, 28, 3).to(torch.uint8) * 0 + 255,
-    ...                     torch.full((3,), 127.5), torch.full((3,), 127.5))
-    >>> grid.tolist(), tuple(px.shape), px.unique().tolist()  # one merged token: 2x2 patches of 3*2*14*14
-    ([[1, 2, 2]], (4, 1176), [1.0])
+    >>> px, grid = patchify(torch.arange(2 * 28 * 28 * 3).reshape(2, 28, 28, 3))
+    >>> grid, tuple(px.shape), px[0, :3].tolist()  # one merged token: 2x2 patches of 3*2*14*14 values
+    ([1, 2, 2], (4, 1176), [0, 3, 6])
     """
     if frames.shape[0] % tps:
         frames = torch.cat([frames, frames[-1:].expand(tps - frames.shape[0] % tps, -1, -1, -1)])
     t, h, w, c = frames.shape
     gt, gh, gw = t // tps, h // patch, w // patch
-    x = frames.view(gt, tps, gh // merge, merge, patch, gw // merge, merge, patch, c)
-    x = x.permute(0, 2, 5, 3, 6, 8, 1, 4, 7).reshape(gt * gh * gw, c, tps * patch * patch)  # uint8 copy
-    x = x.to(torch.float32).sub_(mean.view(1, c, 1)).div_(std.view(1, c, 1))
-    return x.view(gt * gh * gw, c * tps * patch * patch), torch.tensor([[gt, gh, gw]])
+    x = frames.reshape(gt, tps, gh // merge, merge, patch, gw // merge, merge, patch, c)
+    x = x.permute(0, 2, 5, 3, 6, 8, 1, 4, 7).reshape(gt * gh * gw, c * tps * patch * patch)
+    return x, [gt, gh, gw]
+
+
+def normalise(patches: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """``patches [P, C*K]`` uint8 -> float32 ``(x - mean[c]) / std[c]``: the processor's fused rescale and
+    normalise (``mean``, ``std`` already times 255), the same float32 operation on every value.
+
+    >>> normalise(torch.full((1, 6), 255, dtype=torch.uint8), torch.full((3,), 127.5), torch.full((3,), 127.5))
+    tensor([[1., 1., 1., 1., 1., 1.]])
+    """
+    p, c = patches.shape[0], mean.shape[0]
+    x = patches.view(p, c, -1).to(torch.float32).sub_(mean.view(1, c, 1)).div_(std.view(1, c, 1))
+    return x.view(p, -1)
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -281,25 +291,25 @@ class MediaCache:
         }
 
     def video_features(self, entry: dict) -> dict:
-        """The processor's video outputs from a stored video entry (``frames`` uint8 ``[T, H, W, 3]``, ``fps``).
+        """The processor's video outputs from a stored video entry: ``patches`` (uint8, the processor's
+        patch order) or, where the shortcut does not apply, ``frames`` (uint8 ``[T, H, W, 3]``), and ``fps``.
 
-        The processor's own steps, reordered: patchify the uint8 frames (a quarter of the bytes to
-        move), then convert and normalise with its fused mean and std, ``(x - mean*255) / (std*255)`` in
-        float32, the same operation on every element as the processor does, so the result is bit-identical
-        (tests compare the two) in about a quarter of the time. Settings the shortcut does not cover
-        (frames the processor would resize again, no fused rescale + normalise) go through the processor.
+        Patches are normalised with the processor's fused mean and std, ``(x - mean*255) / (std*255)``
+        in float32, the same operation on every value as the processor does after its own patchify, so
+        the result is bit-identical (tests compare the two); the uint8 reorder happened when the entry
+        was written, so a warm read is one pass over the pixels.
         """
-        frames = entry["frames"]  # [T, H, W, C] uint8
         fps = float(entry["fps"])
-        p = self._patch_settings()
-        if p is None or self.frame_size(frames.shape[1], frames.shape[2], frames.shape[0]) != tuple(frames.shape[1:3]):
+        if "patches" in entry:
+            p = self._patch_settings()
+            pixels = normalise(entry["patches"], p["mean"], p["std"])
+            grid = torch.tensor([entry["grid"]])
+            second_per_grid = p["tps"] / fps  # as the processor computes it
+        else:
             kwargs = dict(self._merged, videos_kwargs=dict(self._merged["videos_kwargs"], fps=fps))
-            processed, _ = self.processor._process_videos([frames.numpy()], **kwargs)
+            processed, _ = self.processor._process_videos([entry["frames"].numpy()], **kwargs)
             pixels, grid = processed["pixel_values_videos"], processed["video_grid_thw"]
             second_per_grid = float(_plain(processed["video_second_per_grid"]))
-        else:
-            pixels, grid = patchify(frames, p["mean"], p["std"], p["patch"], p["merge"], p["tps"])
-            second_per_grid = p["tps"] / fps  # as the processor computes it
         return {
             "pixel_values_videos": pixels.contiguous(),  # [P, C*tps*ps*ps]
             "video_grid_thw": grid.contiguous(),  # [1, 3]
@@ -380,20 +390,23 @@ class MediaCache:
         return {k: v for k, v in entry.items() if k != "version"}
 
     def _decode_video(self, path: Path, settings: tuple | None) -> dict:
-        """The stored form of a clip's video: resized uint8 frames, the sampled fps, the grid."""
+        """The stored form of a clip's video: the resized uint8 frames, patchified (or as frames where the
+        processor would resize them again or does not fuse rescale and normalise), the sampled fps, the grid."""
         fps, min_frames, max_frames = settings or (self.fps, self.min_frames, self.max_frames)
         frames, info = media.sample_video(path, fps, min_frames, max_frames)  # [T, H, W, 3], upright
         height, width = self.frame_size(frames.shape[1], frames.shape[2], frames.shape[0])
-        frames = media.resize_frames(frames, height, width)  # [T, H', W', 3]
+        frames = torch.from_numpy(media.resize_frames(frames, height, width))  # [T, H', W', 3] uint8
         vp = self.processor.video_processor
-        tps = int(vp.temporal_patch_size)
-        return {
-            "frames": torch.from_numpy(frames),
-            "fps": media.sampled_fps(info.total_frames, info.fps, frames.shape[0]),
-            "seconds": float(info.duration),
-            "grid": [-(-frames.shape[0] // tps), height // vp.patch_size, width // vp.patch_size],
-            "merge_size": int(vp.merge_size),
-        }
+        p = self._patch_settings()
+        entry = {"fps": media.sampled_fps(info.total_frames, info.fps, frames.shape[0]),
+                 "seconds": float(info.duration), "merge_size": int(vp.merge_size)}
+        if p is not None and self.frame_size(height, width, frames.shape[0]) == (height, width):
+            entry["patches"], entry["grid"] = patchify(frames, p["patch"], p["merge"], p["tps"])  # [P, C*tps*ps*ps]
+        else:
+            tps = int(vp.temporal_patch_size)
+            entry["frames"] = frames
+            entry["grid"] = [-(-frames.shape[0] // tps), height // vp.patch_size, width // vp.patch_size]
+        return entry
 
     def _decode_audio(self, path: Path) -> dict:
         audio = media.decode_audio(path, self.sample_rate, self.max_audio_seconds)  # [S]
@@ -442,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["CACHE_VERSION", "MODES", "CorruptEntry", "MediaCache", "decode_entry", "encode_entry", "entry_chunks",
-           "file_sha256", "main", "patchify", "read_entry", "store_bytes"]
+           "file_sha256", "main", "normalise", "patchify", "read_entry", "store_bytes"]
 
 if __name__ == "__main__":
     sys.exit(main())
