@@ -56,7 +56,7 @@ from msa.data.store import (CorruptEntry, Store, atomic_write, decode_entry, enc
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 4  # 4: video entries hold the resized uint8 frames (normalised on load); rotation applied
+CACHE_VERSION = 5  # 5: video entries hold the resized uint8 frames in patch order (normalised on load); rotation
 MODES = ("all", "audio", "none")
 _STORED = {"all": ("video", "audio"), "audio": ("audio",), "none": ()}
 _ERRORS = {"MediaError": media.MediaError, "NoAudioError": media.NoAudioError}
