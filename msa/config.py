@@ -93,6 +93,7 @@ def validate(cfg: DictConfig) -> None:
 
     _check(cfg.data.name in DATASETS, "data.name", f"unknown dataset {cfg.data.name!r}; known: {', '.join(DATASETS)}")
     _one_of(cfg, "data.on_error", ("raise", "skip"))
+    _one_of(cfg, "data.cache", ("all", "audio", "none"))
     _check(cfg.data.batch_size >= 1, "data.batch_size", "must be >= 1")
     _check(any(cfg.data.modalities.values()), "data.modalities", "at least one modality must be on")
     cap = cfg.data.get("max_prompt_tokens")
@@ -101,8 +102,11 @@ def validate(cfg: DictConfig) -> None:
     lo, hi = cfg.data.get("video_min_pixels"), cfg.data.get("video_max_pixels")
     _check(lo is None or hi is None or 0 < lo <= hi, "data.video_min_pixels",
            f"{lo} must be > 0 and at most data.video_max_pixels ({hi}); media=qwen|compact|small set both")
-    max_gb = (cfg.get("paths") or {}).get("cache_max_gb")
-    _check(max_gb is None or max_gb > 0, "paths.cache_max_gb", f"must be > 0 or null, got {max_gb!r}")
+    # data.cache_max_gb follows paths.cache_max_gb unless set itself: name the key the user set
+    for key in ("paths.cache_max_gb", "data.cache_max_gb"):
+        bound = OmegaConf.select(cfg, key)
+        _check(bound is None or (isinstance(bound, (int, float)) and bound > 0), key,
+               f"must be a positive number of GB or null, got {bound!r}")
     _one_of(cfg, "model.dtype", ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "auto"))
     _one_of(cfg, "model.init", ("pretrained", "random"))
     if cfg.model.get("path"):

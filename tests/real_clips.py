@@ -71,8 +71,11 @@ def broadband(seconds: float, rate: int, channels: int, seed: int = 0) -> np.nda
 
 def write_clip(path: str | Path, seconds: float, *, fps: Fraction | int = Fraction(30000, 1001),
                width: int = 640, height: int = 360, audio_rate: int | None = 44100, channels: int = 2,
-               vfr: bool = False, audio_bitrate: int = 64000, crf: int = 28) -> Path:
+               vfr: bool = False, audio_bitrate: int = 64000, crf: int = 28, rotation: int = 0) -> Path:
     """An H.264 (yuv420p) + AAC mp4; ``audio_rate=None`` writes no audio track.
+
+    ``rotation``: a display matrix in the track header turning the picture ``rotation`` degrees
+    counter-clockwise for display (a phone held upright records -90: landscape pixels, shown portrait).
 
     ``vfr``: the first half runs at ``fps``, the second half at a third of it (pts in ms), which is how
     phone recordings and screen captures vary their rate.
@@ -95,6 +98,8 @@ def write_clip(path: str | Path, seconds: float, *, fps: Fraction | int = Fracti
         vs = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "crf": str(crf), "threads": "1",
                                                           "bf": "0"})
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        if rotation:
+            vs.set_display_rotation(rotation)
         if vfr:
             vs.time_base = Fraction(1, 1000)
             vs.codec_context.time_base = Fraction(1, 1000)

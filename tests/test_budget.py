@@ -65,8 +65,9 @@ def test_token_counts_by_hand():
     # floored to multiples of 28: 336 x 588 -> 12 x 21 per step
     assert video_tokens(hd, {"video_max_pixels": 256 * 28 * 28}) == 10 * 12 * 21
     assert audio_tokens(hd, {"max_audio_seconds": 4.0}) == 100
-    # the store: 20 frames x 560 x 1008 x 3 bytes + 1000 mel frames x 128 x 4 bytes
-    assert store_bytes(hd, {}) == 20 * 560 * 1008 * 3 + 1000 * 128 * 4
+    # the store: 20 frames x 560 x 1008 x 3 bytes + 256 of layout (33,869,056), and 1000 mel frames x
+    # 128 x 4 bytes + a 4,000-byte mask (padded to 4,032) + 256 (516,288): msa.data.cache.store_bytes
+    assert store_bytes(hd, {}) == 33_869_056 + 516_288
     # text off, video only: 7200 + the two vision delimiters + the text without a transcript
     only_video = {"modalities": {"text": False, "audio": False, "video": True}}
     from msa.data.budget import text_tokens

@@ -54,7 +54,8 @@ def no_model(monkeypatch):
 # <|vision_bos|>, <|audio_bos|>, <|audio_eos|>, <|vision_eos|>: 653 media tokens.
 MEDIA_TOKENS = 598 + 51 + 4
 # The store: 4 frames x 364 x 644 x 3 bytes + 203 mel frames x 128 x 4 bytes = 2,916,928 B.
-STORE = 4 * 364 * 644 * 3 + 203 * 128 * 4
+# uint8 frames + 256 bytes of entry layout; float32 mels + a 812-byte mask padded to 832 + 256 of layout
+STORE = 4 * 364 * 644 * 3 + 256 + 203 * 128 * 4 + 832 + 256
 
 
 def _table(text: str) -> dict[str, list[str]]:
@@ -96,9 +97,9 @@ def test_the_store_size_by_hand(make_cfg, mosei):
 
     for media, store in (([], STORE),
                          # compact: 360x640 shrinks by sqrt(230400 / 200704) to 336 x 588
-                         (["media=compact"], 4 * 336 * 588 * 3 + 203 * 128 * 4),
+                         (["media=compact"], 4 * 336 * 588 * 3 + 256 + 203 * 128 * 4 + 832 + 256),
                          # small: by sqrt(230400 / 100352) to 224 x 420
-                         (["media=small"], 4 * 224 * 420 * 3 + 203 * 128 * 4)):
+                         (["media=small"], 4 * 224 * 420 * 3 + 256 + 203 * 128 * 4 + 832 + 256)):
         cfg = make_cfg("stage=eval", "data=mosei", f"data.root={mosei}", *media)
         assert sum(store_total(check_data(cfg)).values()) == store
 

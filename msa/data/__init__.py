@@ -4,7 +4,9 @@ one LightningDataModule per dataset.
     specs.py       the facts about each dataset (score range, metric family, polarity band): get_spec
     labels.py      read_labels(root, dataset) -> DataFrame (ids, text, float64 labels, split, path)
     media.py       decode_video / decode_audio with PyAV; MediaError, NoAudioError
-    cache.py       MediaCache: processor outputs per clip on disk, keyed by content + settings
+    cache.py       MediaCache: the media store (resized uint8 frames, audio features) keyed by content +
+                   settings, normalised on load; store_bytes; python -m msa.data.cache stats|prune|verify
+    store.py       the store's entry files (layout, CRC, atomic writes), its size bound and upkeep
     dataset.py     MSADataset: one split as sample dicts (or SkippedSample markers)
     collate.py     MultimodalCollator: samples -> thinker inputs, token expansion by the processor
     datamodule.py  MSADataModule and its per-dataset subclasses; SkipReport (filled by msa.callbacks.SkipCounter)

@@ -174,17 +174,20 @@ def fitted_max_frames(h: ClipHeaders, data_cfg, *, transcript: str | None = None
 
 
 def store_bytes(h: ClipHeaders, data_cfg, max_frames: int | None = None) -> int:
-    """Bytes the media store keeps for the clip: its resized frames as uint8 (``frames * H * W * 3``) and
-    its audio features (float32, 128 mels per 10 ms). The one place this figure is computed."""
+    """Bytes the media store keeps for the clip (its resized uint8 frames, its audio features), from its
+    headers: the grid and the audio length it will have, sized by the store's own
+    :func:`msa.data.cache.store_bytes`."""
+    from msa.data.cache import store_bytes as entry_store_bytes
+
     mods = modalities(data_cfg)
-    total = 0
+    grid = seconds = None
     if "video" in mods and h.has_video:
         n = sampled_frames(h, data_cfg, max_frames)
         height, width = frame_hw(h, data_cfg, n)
-        total += n * height * width * 3
+        grid = (-(-n // 2), height // 14, width // 14)  # an odd frame count is padded to pairs
     if "audio" in mods and h.has_audio:
-        total += -(-audio_samples(h, data_cfg) // HOP) * N_MELS * 4
-    return total
+        seconds = audio_samples(h, data_cfg) / SAMPLE_RATE
+    return entry_store_bytes(grid, seconds, hop_length=HOP, n_mels=N_MELS, sample_rate=SAMPLE_RATE)
 
 
 __all__ = ["QWEN_VIDEO_MAX_PIXELS", "QWEN_VIDEO_MIN_PIXELS", "audio_tokens", "fitted_max_frames", "frame_hw",

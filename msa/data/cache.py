@@ -1,156 +1,122 @@
-"""A disk cache of each clip's *processed* media: what the processor would compute from the file.
+"""The media store: each clip's media as ``Qwen2_5OmniProcessor`` would see it, kept on disk.
 
-Per clip and modality one entry holds exactly what ``Qwen2_5OmniProcessor`` computes inside its
-``__call__`` (its own ``_process_videos`` / ``_process_audio``, with the processor's merged kwargs):
+    python -m msa.data.cache stats <dir>                  # entries, GB, KB per video token, last use
+    python -m msa.data.cache prune <dir> --max-gb 400     # least recently used entries go first
+    python -m msa.data.cache verify <dir> [--delete]      # every entry's CRC
 
-* video: ``pixel_values_videos [P, C*2*14*14]``, ``video_grid_thw [1, 3]``,
-  ``video_second_per_grid`` (float), plus ``seconds`` (the clip's duration);
-* audio: ``input_features [1, n_mels, F]``, ``feature_attention_mask [1, F]``, plus ``seconds``.
+Per clip and modality one entry (:mod:`msa.data.store`) holds:
 
-The processor is given each clip's *sampled* frame rate as ``fps`` (as qwen-omni-utils does), so
-``video_second_per_grid`` is the real time a pair of frames spans, also when ``max_frames`` binds.
+* video: the sampled frames, upright (:func:`msa.data.media.sample_video`) and resized as
+  qwen-omni-utils resizes them, as uint8 in the processor's patch order (``patches [P, 3*2*14*14]``;
+  :func:`patchify`), with the grid, the sampled frame rate and the clip's duration. Loading converts
+  and normalises them as the processor does (:func:`normalise`), so every access, cold or warm,
+  returns exactly what the processor computes:
+  ``pixel_values_videos [P, C*2*14*14]`` float32, ``video_grid_thw [1, 3]``, ``video_second_per_grid``
+  and ``seconds``. The uint8 frames are 4x smaller than the float32 patches: 4.7 KB per video token
+  (2 frames x 28 x 28 pixels x 3 bytes) instead of 18.8 KB; :func:`store_bytes` gives an entry's size
+  from its grid without decoding anything.
+* audio: the processor's ``input_features [1, n_mels, F]``, ``feature_attention_mask [1, F]`` and
+  ``seconds``; the audio is padded to the clip itself (``max_length`` = its sample count), never to
+  the feature extractor's 300 s window, and, like that window, cut at 300 s.
 
-Audio is padded to the clip itself (``max_length`` = its sample count), never to the feature
-extractor's 300 s window, which would dominate CPU time and memory; like that window (and the
-reference pipeline, which pads to it), audio longer than 300 s is cut there.
+``mode`` says what is kept: ``all`` (video and audio), ``audio`` (video is decoded on every access) or
+``none`` (everything is decoded on every access, in the DataLoader workers; nothing is hashed).
 
-The key is the sha256 of the file's bytes, the decode settings and the processor's video or audio
-settings (``to_dict()`` and the merged call kwargs) plus the transformers version, so a different
-processor, fps or audio cap never reuses a stale entry. Hashing every file on every access would
-cost as much as decoding it, so an index maps ``(path, size, mtime_ns)`` to the content hash.
+The key is the sha256 of the file's bytes, the decode settings (``fps``, ``min_frames``,
+``max_frames``, which a caller may set per clip) and the processor's settings plus the transformers
+version, so a different processor, fps or audio cap never reuses a stale entry. Hashing every file
+on every access would cost as much as decoding it, so an index maps ``(path, size, mtime_ns)`` to
+the content hash.
 
-Entries are written to a temporary file and renamed into place (readers never see half an entry;
-concurrent DataLoader workers may race, and the last identical write wins). Each entry carries its
-lengths and a CRC32; an entry that fails the check is reported, recomputed and rewritten. A warm
-read maps the file and checks the CRC; its tensors view the mapped pages (copy-on-write), so the
-only copy of the pixels is the one the collator makes when it concatenates the batch. A clip that
-cannot be decoded is cached as an error record, so a warm pass re-raises the same
-:class:`~msa.data.media.MediaError` without decoding it again; a missing file is never cached.
+Each entry carries its lengths and a CRC32; an entry that fails the check is reported, recomputed and
+rewritten. A clip that cannot be decoded is cached as an error record, so a warm pass re-raises the
+same :class:`~msa.data.media.MediaError` without decoding it again; the record names the clip by the
+path it is read under (another file with the same bytes is another clip). A missing or unreadable
+file is never cached.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import hashlib
 import json
 import logging
-import mmap
 import os
-import struct
-import tempfile
-import zlib
+import stat
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from msa.data import media
+from msa.data.store import (CorruptEntry, Store, atomic_write, decode_entry, encode_entry, entry_bytes,
+                            entry_chunks, format_stats, read_entry)
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 3  # 3: sampled fps per clip, librosa-style audio (whole track, soxr)
-MAGIC = b"MSACACHE"
-_HEADER = struct.Struct(">8sIIQ")  # magic, crc32 of everything after the header, meta length, data length
-_ALIGN = 64  # tensor data offsets, so every dtype's view is aligned
+CACHE_VERSION = 5  # 5: video entries hold the resized uint8 frames in patch order (normalised on load); rotation
+MODES = ("all", "audio", "none")
+_STORED = {"all": ("video", "audio"), "audio": ("audio",), "none": ()}
 _ERRORS = {"MediaError": media.MediaError, "NoAudioError": media.NoAudioError}
+_CLIP = "<clip>"  # stands for the clip's path in a cached error reason
 
 
-class CorruptEntry(Exception):
-    """A cache file that fails its header, length or CRC check."""
+def store_bytes(video_grid_thw=None, audio_seconds: float | None = None, *, patch_size: int = 14,
+                temporal_patch_size: int = 2, sample_rate: int = 16000, hop_length: int = 160,
+                n_mels: int = 128) -> int:
+    """Bytes the store takes for one clip: its video entry from the grid, its audio entry from the seconds.
 
+    ``video_grid_thw``: ``(t, h, w)`` in patches (a list, or the processor's ``[1, 3]`` tensor), None
+    without video; ``audio_seconds``: the audio kept (the track, cut at 300 s), None without audio.
+    Qwen2.5-Omni's settings are the defaults. Exact to within the entries' layout text (+-64 bytes each).
 
-def _atomic_write(path: Path, chunks) -> None:
-    """Write ``chunks`` (bytes-like) to a temporary sibling of ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in ([chunks] if isinstance(chunks, (bytes, bytearray)) else chunks):
-                fh.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _aligned(n: int) -> int:
-    return -(-n // _ALIGN) * _ALIGN
-
-
-def entry_chunks(obj: dict) -> list:
-    """An entry as byte chunks: header, JSON layout (+ plain values), raw tensor bytes, 64-aligned.
-
-    A raw layout rather than ``torch.save``: reading it back is one mmap and one CRC pass, with the
-    tensors viewing the mapped pages, which keeps a warm read of a large video entry in the low ms;
-    writing streams the tensors' own memory to the file without extra copies.
+    >>> store_bytes([10, 40, 72])  # 10 s at 720p, Qwen's budget: 20 frames of 560x1008 x 3 + 256, 7,200 tokens
+    33869056
+    >>> store_bytes(None, 10.0)  # 1,000 mel frames: 512,000 + 4,000 (-> 4,032) + 256
+    516288
     """
-    tensors = {k: v.contiguous() for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    values = {k: v for k, v in obj.items() if k not in tensors}
-    layout, offset = {}, 0
-    for name, t in tensors.items():
-        nbytes = t.numel() * t.element_size()
-        layout[name] = [str(t.dtype).removeprefix("torch."), list(t.shape), offset, nbytes]
-        offset = _aligned(offset + nbytes)
-    meta = json.dumps({"tensors": layout, "values": values}).encode()
-    data_start = _aligned(_HEADER.size + len(meta))
-    chunks: list = [meta, bytes(data_start - _HEADER.size - len(meta))]
-    written = 0
-    for name, t in tensors.items():
-        _, _, off, nbytes = layout[name]
-        chunks.append(bytes(off - written))  # alignment padding
-        chunks.append(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
-        written = off + nbytes
-    chunks.append(bytes(offset - written))
-    crc = 0
-    for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
-    return [_HEADER.pack(MAGIC, crc, len(meta), offset), *chunks]
+    n = 0
+    if video_grid_thw is not None:
+        t, h, w = (int(x) for x in torch.as_tensor(video_grid_thw).reshape(-1)[:3])
+        n += entry_bytes([t * temporal_patch_size * h * patch_size * w * patch_size * 3])  # uint8 RGB frames
+    if audio_seconds is not None:
+        samples = int(round(audio_seconds * sample_rate))
+        frames = -(-samples // hop_length)
+        n += entry_bytes([4 * n_mels * frames, 4 * frames])  # float32 features, int32 mask
+    return n
 
 
-def encode_entry(obj: dict) -> bytes:
-    """An entry as one bytes object (see :func:`entry_chunks`)."""
-    return b"".join(entry_chunks(obj))
+def patchify(frames: torch.Tensor, patch: int = 14, merge: int = 2, tps: int = 2) -> tuple[torch.Tensor, list]:
+    """``frames [T, H, W, C]`` -> ``patches [gt*gh*gw, C*tps*patch*patch]`` (same dtype) and the grid
+    ``[gt, gh, gw]``, in the processor's order (``Qwen2VLVideoProcessor.patchify``: time, merged rows,
+    merged columns, the merge window, then channel, frame, pixel row, pixel column). An odd frame count
+    repeats the last frame, as the processor does.
 
-
-def decode_entry(buffer) -> dict:
-    """The entry in ``buffer`` (bytes, bytearray or a writable mmap); tensors view the buffer.
-
-    Raises :class:`CorruptEntry` if the header, the lengths or the CRC do not match.
+    >>> px, grid = patchify(torch.arange(2 * 28 * 28 * 3).reshape(2, 28, 28, 3))
+    >>> grid, tuple(px.shape), px[0, :3].tolist()  # one merged token: 2x2 patches of 3*2*14*14 values
+    ([1, 2, 2], (4, 1176), [0, 3, 6])
     """
-    if isinstance(buffer, bytes):
-        buffer = bytearray(buffer)  # torch.frombuffer wants a writable buffer
-    if len(buffer) < _HEADER.size:
-        raise CorruptEntry(f"{len(buffer)} bytes, shorter than the header")
-    magic, crc, meta_len, data_len = _HEADER.unpack_from(buffer)
-    data_start = _aligned(_HEADER.size + meta_len)
-    if magic != MAGIC or len(buffer) != data_start + data_len:
-        raise CorruptEntry("bad magic or length")
-    with memoryview(buffer) as view:
-        if zlib.crc32(view[_HEADER.size:]) != crc:
-            raise CorruptEntry("checksum mismatch")
-        try:
-            meta = json.loads(bytes(view[_HEADER.size: _HEADER.size + meta_len]))
-        except ValueError as exc:
-            raise CorruptEntry(f"unreadable layout: {exc}") from exc
-    out = dict(meta["values"])
-    for name, (dtype, shape, offset, nbytes) in meta["tensors"].items():
-        dt = getattr(torch, dtype)
-        if nbytes == 0:
-            out[name] = torch.empty(shape, dtype=dt)
-            continue
-        count = nbytes // torch.empty((), dtype=dt).element_size()
-        out[name] = torch.frombuffer(buffer, dtype=dt, count=count, offset=data_start + offset).reshape(shape)
-    return out
+    if frames.shape[0] % tps:
+        frames = torch.cat([frames, frames[-1:].expand(tps - frames.shape[0] % tps, -1, -1, -1)])
+    t, h, w, c = frames.shape
+    gt, gh, gw = t // tps, h // patch, w // patch
+    x = frames.reshape(gt, tps, gh // merge, merge, patch, gw // merge, merge, patch, c)
+    x = x.permute(0, 2, 5, 3, 6, 8, 1, 4, 7).reshape(gt * gh * gw, c * tps * patch * patch)
+    return x, [gt, gh, gw]
 
 
-def read_entry(path: Path) -> dict:
-    """Map ``path`` copy-on-write and decode it (the tensors keep the mapping alive)."""
-    with open(path, "rb") as fh:
-        try:
-            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
-        except ValueError as exc:  # an empty file cannot be mapped
-            raise CorruptEntry(f"cannot map: {exc}") from exc
-    return decode_entry(mm)
+def normalise(patches: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """``patches [P, C*K]`` uint8 -> float32 ``(x - mean[c]) / std[c]``: the processor's fused rescale and
+    normalise (``mean``, ``std`` already times 255), the same float32 operation on every value.
+
+    >>> normalise(torch.full((1, 6), 255, dtype=torch.uint8), torch.full((3,), 127.5), torch.full((3,), 127.5))
+    tensor([[1., 1., 1., 1., 1., 1.]])
+    """
+    p, c = patches.shape[0], mean.shape[0]
+    x = patches.view(p, c, -1).to(torch.float32).sub_(mean.view(1, c, 1)).div_(std.view(1, c, 1))
+    return x.view(p, -1)
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -175,22 +141,32 @@ def _plain(value: Any) -> Any:
 
 
 class MediaCache:
-    """Processed video and audio features per clip, computed once and then read from disk.
+    """Processed video and audio features per clip, decoded once and then read from disk.
 
-    ``cache_dir=None`` keeps nothing on disk (every access computes): useful in tests and for
-    one-off runs. ``stats`` counts ``hit``, ``miss``, ``corrupt`` and ``error_hit`` per modality.
+    ``cache_dir=None`` or ``mode="none"`` keeps nothing on disk (every access decodes). ``max_gb``
+    bounds the store (least recently used entries go first; None: no bound). ``stats`` counts
+    ``hit``, ``miss``, ``corrupt``, ``error_hit`` and ``decode`` (not stored) per modality.
     """
 
     def __init__(self, processor, cache_dir: str | os.PathLike | None = None, *, fps: float = 2.0,
                  min_frames: int = 4, max_frames: int = 768, max_audio_seconds: float | None = None,
-                 video_min_pixels: int | None = None, video_max_pixels: int | None = None):
+                 video_min_pixels: int | None = None, video_max_pixels: int | None = None, mode: str = "all",
+                 max_gb: float | None = None):
         import transformers
 
         media.num_frames(2, 1.0, fps, min_frames, max_frames)  # validates the frame settings early
         if max_audio_seconds is not None and max_audio_seconds <= 0:
             raise ValueError(f"max_audio_seconds must be > 0 or None, got {max_audio_seconds}")
+        if mode not in MODES:
+            raise ValueError(f"cache mode must be one of {MODES}, got {mode!r}")
+        if max_gb is not None and max_gb <= 0:
+            raise ValueError(f"cache_max_gb must be > 0 or null, got {max_gb}")
         self.processor = processor
-        self.dir = Path(cache_dir) if cache_dir is not None else None
+        self.dir = Path(cache_dir) if cache_dir is not None and mode != "none" else None
+        self.mode = mode
+        self.stored = _STORED[mode] if self.dir is not None else ()
+        self.store = (Store(self.dir, None if max_gb is None else int(max_gb * 1e9), version=CACHE_VERSION)
+                      if self.dir is not None else None)
         self.fps, self.min_frames, self.max_frames = float(fps), int(min_frames), int(max_frames)
         fe = processor.feature_extractor
         self.sample_rate = int(fe.sampling_rate)
@@ -222,43 +198,50 @@ class MediaCache:
         self._merged = dict(merged, load_audio_from_video=False)  # a lone clip, features only
         # Each modality's key holds only its own settings: a new fps keeps the audio entries.
         common = dict(version=CACHE_VERSION, transformers=transformers.__version__)
-        self._fingerprint = {
-            "video": _json(dict(common, kind="video", processor=processor.video_processor.to_dict(),
-                                call=merged["videos_kwargs"], decode=dict(fps=self.fps, min_frames=self.min_frames,
-                                                                          max_frames=self.max_frames))),
-            "audio": _json(dict(common, kind="audio", processor=fe.to_dict(), call=merged["audio_kwargs"],
-                                decode=dict(sample_rate=self.sample_rate, max_audio_seconds=self.max_audio_seconds,
-                                            min_samples=self.min_audio_samples))),
-        }
+        call = {k: v for k, v in merged["videos_kwargs"].items() if k != "fps"}  # fps: the decode settings'
+        self._video_common = dict(common, kind="video", processor=processor.video_processor.to_dict(), call=call)
+        self._fingerprints: dict[tuple, str] = {}
+        self._audio_fingerprint = _json(dict(common, kind="audio", processor=fe.to_dict(), call=merged["audio_kwargs"],
+                                             decode=dict(sample_rate=self.sample_rate,
+                                                         max_audio_seconds=self.max_audio_seconds,
+                                                         min_samples=self.min_audio_samples)))
         self._hashes: dict[tuple[str, int, int], str] = {}
         self.stats: collections.Counter = collections.Counter()
 
     # -- public API --------------------------------------------------------------------------
-    def video(self, path: str | os.PathLike, max_frames: int | None = None) -> dict:
-        """``pixel_values_videos, video_grid_thw, video_second_per_grid, seconds`` of the clip; ``max_frames``
-        caps this clip below the cache's own (``data.max_prompt_tokens``), with its real sampled fps."""
-        return self._get("video", Path(path), self._frame_cap(max_frames))
+    def video(self, path: str | os.PathLike, *, fps: float | None = None, min_frames: int | None = None,
+              max_frames: int | None = None) -> dict:
+        """``pixel_values_videos, video_grid_thw, video_second_per_grid, seconds`` of the clip.
+
+        ``fps``, ``min_frames``, ``max_frames`` override the cache's frame settings for this clip (a
+        long clip given fewer frames, say); each setting has its own entry.
+        """
+        settings = self._settings(fps, min_frames, max_frames)
+        return self._get("video", Path(path), settings)
 
     def audio(self, path: str | os.PathLike) -> dict:
         """``input_features, feature_attention_mask, seconds`` of the clip's audio track."""
-        return self._get("audio", Path(path))
+        return self._get("audio", Path(path), None)
 
-    def key(self, kind: str, path: str | os.PathLike, max_frames: int | None = None) -> str:
-        """The cache key of ``path``'s ``kind`` entry (content hash + settings, + a per-clip frame cap)."""
+    def key(self, kind: str, path: str | os.PathLike, settings: tuple | None = None) -> str:
+        """The cache key of ``path``'s ``kind`` entry (content hash + settings; video: the cache's frame
+        settings unless ``settings = (fps, min_frames, max_frames)``)."""
         content = self.content_hash(Path(path))
-        cap = self._frame_cap(max_frames)
-        extra = "" if cap is None else f"\nmax_frames={cap}"
-        return hashlib.sha256(f"{content}\n{self._fingerprint[kind]}{extra}".encode()).hexdigest()
-
-    def _frame_cap(self, max_frames: int | None) -> int | None:
-        return None if max_frames is None or int(max_frames) >= self.max_frames else int(max_frames)
+        return hashlib.sha256(f"{content}\n{self._fingerprint(kind, settings)}".encode()).hexdigest()
 
     def content_hash(self, path: Path) -> str:
-        """sha256 of the file, looked up by (path, size, mtime_ns) so unchanged files are not re-read."""
+        """sha256 of the file, looked up by (path, size, mtime_ns) so unchanged files are not re-read.
+
+        Raises :class:`~msa.data.media.MediaError` for a path that is missing, a directory or unreadable.
+        """
         try:
             st = path.stat()
         except FileNotFoundError:
             raise media.MediaError("file not found", path=path, kind="missing") from None
+        except OSError as exc:
+            raise media.MediaError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
+        if stat.S_ISDIR(st.st_mode):
+            raise media.MediaError("a directory, not a clip file", path=path, kind="missing")
         ident = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
         if ident in self._hashes:
             return self._hashes[ident]
@@ -273,56 +256,14 @@ class MediaCache:
                     return digest
             except OSError:
                 pass
-        digest = file_sha256(path)
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:  # no read permission, an I/O error, a special file
+            raise media.MediaError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
         self._hashes[ident] = digest
         if index_file is not None:
-            _atomic_write(index_file, digest.encode())
+            atomic_write(index_file, digest.encode())
         return digest
-
-    # -- internals -----------------------------------------------------------------------------
-    def _entry_path(self, kind: str, key: str) -> Path:
-        assert self.dir is not None
-        return self.dir / kind / key[:2] / f"{key}.pt"
-
-    def _get(self, kind: str, path: Path, max_frames: int | None = None) -> dict:
-        entry_file = self._entry_path(kind, self.key(kind, path, max_frames)) if self.dir is not None else None
-        if entry_file is not None and entry_file.exists():
-            try:
-                entry = read_entry(entry_file)
-            except (CorruptEntry, OSError) as exc:
-                self.stats[f"{kind}/corrupt"] += 1
-                log.warning("corrupt cache entry %s (%s); recomputing", entry_file, exc)
-            else:
-                if "error_kind" in entry:
-                    self.stats[f"{kind}/error_hit"] += 1
-                    raise _ERRORS[entry["error_class"]](entry["error_reason"], path=path, kind=entry["error_kind"])
-                self.stats[f"{kind}/hit"] += 1
-                return entry
-        self.stats[f"{kind}/miss"] += 1
-        try:
-            entry = self._compute_video(path, max_frames) if kind == "video" else self._compute_audio(path)
-        except media.MediaError as err:
-            if entry_file is not None and err.kind != "missing":
-                record = dict(error_class=type(err).__name__, error_kind=err.kind, error_reason=err.reason)
-                _atomic_write(entry_file, entry_chunks(record))
-            raise
-        if entry_file is not None:
-            _atomic_write(entry_file, entry_chunks(entry))
-        return entry
-
-    def _compute_video(self, path: Path, max_frames: int | None = None) -> dict:
-        cap = self.max_frames if max_frames is None else max(self.min_frames, max_frames)
-        frames, info = media.sample_video(path, self.fps, self.min_frames, cap)  # [T, H, W, 3]
-        frames = media.resize_frames(frames, *self.frame_size(frames.shape[1], frames.shape[2], frames.shape[0]))
-        fps = media.sampled_fps(info.total_frames, info.fps, frames.shape[0])
-        kwargs = dict(self._merged, videos_kwargs=dict(self._merged["videos_kwargs"], fps=fps))
-        processed, _ = self.processor._process_videos([frames], **kwargs)
-        return {
-            "pixel_values_videos": processed["pixel_values_videos"].contiguous(),  # [P, C*tps*ps*ps]
-            "video_grid_thw": processed["video_grid_thw"].contiguous(),  # [1, 3]
-            "video_second_per_grid": float(_plain(processed["video_second_per_grid"])),
-            "seconds": float(info.duration),
-        }
 
     def frame_size(self, height: int, width: int, n_frames: int) -> tuple[int, int]:
         """The processor's frame size for this clip (its pixel bounds, Qwen's whole-video budget)."""
@@ -331,13 +272,6 @@ class MediaCache:
         return media.frame_size(height, width, n_frames, factor=vp.patch_size * vp.merge_size,
                                 min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"],
                                 max_tokens=getattr(vp, "max_video_tokens", 128000))
-
-    def _compute_audio(self, path: Path) -> dict:
-        audio = media.decode_audio(path, self.sample_rate, self.max_audio_seconds)  # [S]
-        if audio.size < self.min_audio_samples:
-            raise media.NoAudioError(f"audio track too short ({audio.size} samples, need "
-                                     f"{self.min_audio_samples})", path=path)
-        return self.audio_features(audio)
 
     def audio_features(self, audio) -> dict:
         """Features of a waveform already at ``sample_rate``, padded to its own length.
@@ -356,6 +290,172 @@ class MediaCache:
             "seconds": audio.shape[0] / self.sample_rate,
         }
 
+    def video_features(self, entry: dict) -> dict:
+        """The processor's video outputs from a stored video entry: ``patches`` (uint8, the processor's
+        patch order) or, where the shortcut does not apply, ``frames`` (uint8 ``[T, H, W, 3]``), and ``fps``.
 
-__all__ = ["CACHE_VERSION", "CorruptEntry", "MediaCache", "decode_entry", "encode_entry", "entry_chunks",
-           "file_sha256", "read_entry"]
+        Patches are normalised with the processor's fused mean and std, ``(x - mean*255) / (std*255)``
+        in float32, the same operation on every value as the processor does after its own patchify, so
+        the result is bit-identical (tests compare the two); the uint8 reorder happened when the entry
+        was written, so a warm read is one pass over the pixels.
+        """
+        fps = float(entry["fps"])
+        if "patches" in entry:
+            p = self._patch_settings()
+            pixels = normalise(entry["patches"], p["mean"], p["std"])
+            grid = torch.tensor([entry["grid"]])
+            second_per_grid = p["tps"] / fps  # as the processor computes it
+        else:
+            kwargs = dict(self._merged, videos_kwargs=dict(self._merged["videos_kwargs"], fps=fps))
+            processed, _ = self.processor._process_videos([entry["frames"].numpy()], **kwargs)
+            pixels, grid = processed["pixel_values_videos"], processed["video_grid_thw"]
+            second_per_grid = float(_plain(processed["video_second_per_grid"]))
+        return {
+            "pixel_values_videos": pixels.contiguous(),  # [P, C*tps*ps*ps]
+            "video_grid_thw": grid.contiguous(),  # [1, 3]
+            "video_second_per_grid": second_per_grid,
+            "seconds": float(entry["seconds"]),
+        }
+
+    def _patch_settings(self) -> dict | None:
+        """The video processor's patch sizes and fused mean/std, or None if it does not rescale and normalise."""
+        if not hasattr(self, "_patch"):
+            vp, kw = self.processor.video_processor, self._merged["videos_kwargs"]
+
+            def get(name):
+                return kw.get(name, getattr(vp, name, None))
+
+            self._patch = None
+            if get("do_rescale") and get("do_normalize") and get("rescale_factor"):
+                # The processor's fusion: float32 tensors scaled by 1 / rescale_factor (image_processing_backends)
+                self._patch = dict(mean=torch.tensor(get("image_mean")) * (1.0 / get("rescale_factor")),
+                                   std=torch.tensor(get("image_std")) * (1.0 / get("rescale_factor")),
+                                   patch=int(get("patch_size")), merge=int(get("merge_size")),
+                                   tps=int(get("temporal_patch_size")))
+        return self._patch
+
+    # -- internals -----------------------------------------------------------------------------
+    def _settings(self, fps, min_frames, max_frames) -> tuple[float, int, int]:
+        settings = (float(self.fps if fps is None else fps), int(self.min_frames if min_frames is None else min_frames),
+                    int(self.max_frames if max_frames is None else max_frames))
+        media.num_frames(2, 1.0, *settings)  # bad values fail here, naming them
+        return settings
+
+    def _fingerprint(self, kind: str, settings: tuple | None) -> str:
+        if kind == "audio":
+            return self._audio_fingerprint
+        settings = settings or (self.fps, self.min_frames, self.max_frames)
+        if settings not in self._fingerprints:
+            decode = dict(zip(("fps", "min_frames", "max_frames"), settings))
+            self._fingerprints[settings] = _json(dict(self._video_common, decode=decode))
+        return self._fingerprints[settings]
+
+    def _get(self, kind: str, path: Path, settings: tuple | None) -> dict:
+        entry_file = None
+        if kind in self.stored:
+            entry_file = self.store.path(kind, self.key(kind, path, settings))
+        if entry_file is not None and entry_file.exists():
+            try:
+                entry = self.store.read(entry_file)
+            except FileNotFoundError:  # pruned by another worker since: a miss
+                pass
+            except (CorruptEntry, OSError) as exc:
+                self.stats[f"{kind}/corrupt"] += 1
+                log.warning("corrupt cache entry %s (%s); recomputing", entry_file, exc)
+            else:
+                if "error_kind" in entry:
+                    self.stats[f"{kind}/error_hit"] += 1
+                    reason = entry["error_reason"].replace(_CLIP, str(path))
+                    raise _ERRORS[entry["error_class"]](reason, path=path, kind=entry["error_kind"])
+                self.stats[f"{kind}/hit"] += 1
+                return self._load(kind, entry)
+        self.stats[f"{kind}/{'miss' if entry_file is not None else 'decode'}"] += 1
+        try:
+            entry = self._decode_video(path, settings) if kind == "video" else self._decode_audio(path)
+        except media.MediaError as err:
+            if entry_file is not None and err.kind != "missing":
+                # The record serves every file with these bytes: each names itself when it is read.
+                record = dict(error_class=type(err).__name__, error_kind=err.kind,
+                              error_reason=err.reason.replace(str(path), _CLIP), version=CACHE_VERSION)
+                self.store.write(entry_file, record)
+            raise
+        if entry_file is not None:
+            self.store.write(entry_file, dict(entry, version=CACHE_VERSION))
+        return self._load(kind, entry)
+
+    def _load(self, kind: str, entry: dict) -> dict:
+        # Cold and warm accesses go through the same step on the same bytes, so they agree bit for bit.
+        if kind == "video":
+            return self.video_features(entry)
+        return {k: v for k, v in entry.items() if k != "version"}
+
+    def _decode_video(self, path: Path, settings: tuple | None) -> dict:
+        """The stored form of a clip's video: the resized uint8 frames, patchified (or as frames where the
+        processor would resize them again or does not fuse rescale and normalise), the sampled fps, the grid."""
+        fps, min_frames, max_frames = settings or (self.fps, self.min_frames, self.max_frames)
+        frames, info = media.sample_video(path, fps, min_frames, max_frames)  # [T, H, W, 3], upright
+        height, width = self.frame_size(frames.shape[1], frames.shape[2], frames.shape[0])
+        frames = torch.from_numpy(media.resize_frames(frames, height, width))  # [T, H', W', 3] uint8
+        vp = self.processor.video_processor
+        p = self._patch_settings()
+        entry = {"fps": media.sampled_fps(info.total_frames, info.fps, frames.shape[0]),
+                 "seconds": float(info.duration), "merge_size": int(vp.merge_size)}
+        if p is not None and self.frame_size(height, width, frames.shape[0]) == (height, width):
+            entry["patches"], entry["grid"] = patchify(frames, p["patch"], p["merge"], p["tps"])  # [P, C*tps*ps*ps]
+        else:
+            tps = int(vp.temporal_patch_size)
+            entry["frames"] = frames
+            entry["grid"] = [-(-frames.shape[0] // tps), height // vp.patch_size, width // vp.patch_size]
+        return entry
+
+    def _decode_audio(self, path: Path) -> dict:
+        audio = media.decode_audio(path, self.sample_rate, self.max_audio_seconds)  # [S]
+        if audio.size < self.min_audio_samples:
+            raise media.NoAudioError(f"audio track too short ({audio.size} samples, need "
+                                     f"{self.min_audio_samples})", path=path)
+        return self.audio_features(audio)
+
+
+# -- command line ----------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m msa.data.cache stats|prune|verify <dir>``: see the module doc."""
+    parser = argparse.ArgumentParser(prog="python -m msa.data.cache", description="Inspect and trim a media store.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("stats", help="entries, GB, KB per video token, last use, per modality")
+    p.add_argument("dir", type=Path)
+    p = sub.add_parser("prune", help="delete least recently used entries down to --max-gb")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--max-gb", type=float, required=True)
+    p = sub.add_parser("verify", help="check every entry's CRC; --delete removes the bad ones")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--delete", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.dir.is_dir():
+        parser.error(f"{args.dir}: no such directory")
+    store = Store(args.dir, version=CACHE_VERSION)
+    if args.command == "stats":
+        print(format_stats(store.stats()))
+        stale = store.stale_temporaries()
+        if stale:
+            print(f"{len(stale)} temporary files of crashed writers (prune removes them)")
+        return 0
+    if args.command == "prune":
+        if args.max_gb < 0:
+            parser.error(f"--max-gb must be >= 0, got {args.max_gb}")
+        deleted, freed = store.prune(int(args.max_gb * 1e9))
+        left = sum(s.bytes for s in store.stats().values())
+        print(f"deleted {deleted} entries ({freed / 1e9:.3f} GB); {left / 1e9:.3f} GB left")
+        return 0
+    bad = store.verify(delete=args.delete)
+    for path, why in bad:
+        print(f"{'deleted' if args.delete else 'corrupt'}: {path}: {why}")
+    print(f"{len(bad)} corrupt entries" + (" deleted" if args.delete and bad else ""))
+    return 1 if bad and not args.delete else 0
+
+
+__all__ = ["CACHE_VERSION", "MODES", "CorruptEntry", "MediaCache", "decode_entry", "encode_entry", "entry_chunks",
+           "file_sha256", "main", "normalise", "patchify", "read_entry", "store_bytes"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,7 +25,7 @@ import lightning as L
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from msa.data.cache import MediaCache
+from msa.data.cache import MODES, MediaCache
 from msa.data.collate import MultimodalCollator
 from msa.data.dataset import ON_ERROR, MSADataset, normalise_modalities
 from msa.data.labels import read_labels, split as split_rows
@@ -71,9 +71,11 @@ class MSADataModule(L.LightningDataModule):
     """The data of one dataset (``name`` in :mod:`msa.data.specs`) in the MMSA layout at ``root``.
 
     ``modalities``: dict of switches (``text, audio, video``) or a list of names. ``limit`` caps each
-    split (first rows) for smoke runs. ``cache_dir``: the processed-media cache (None: ``$MSA_CACHE/media``;
-    False: no disk cache). ``fps/min_frames/max_frames`` drive frame sampling, ``max_audio_seconds`` cuts
-    the audio. ``answer``, ``range_dataset``, ``targets`` and ``use_audio_in_video`` go to the collator.
+    split (first rows) for smoke runs. ``cache_dir``: the media store (None: ``$MSA_CACHE/media``;
+    False: no disk cache); ``cache``: what it keeps (``all``, ``audio``: video decoded on every access,
+    ``none``); ``cache_max_gb``: its size bound (least recently used entries go first).
+    ``fps/min_frames/max_frames`` drive frame sampling, ``max_audio_seconds`` cuts the audio.
+    ``answer``, ``range_dataset``, ``targets`` and ``use_audio_in_video`` go to the collator.
     """
 
     def __init__(self, name: str, root: str | Path | None = None, *, batch_size: int = 1,
@@ -81,7 +83,8 @@ class MSADataModule(L.LightningDataModule):
                  max_frames: int = 768, max_audio_seconds: float | None = None,
                  modalities: Mapping[str, bool] | Iterable[str] | None = None, on_error: str = "raise",
                  allow_missing_audio: bool = False, cache_dir: str | Path | None | bool = None,
-                 limit: int | None = None, shuffle: bool = True, seed: int = 0, answer: str = "dc",
+                 cache: str = "all", cache_max_gb: float | None = None, limit: int | None = None,
+                 shuffle: bool = True, seed: int = 0, answer: str = "dc",
                  range_dataset: str | None = None, targets: Mapping[str, str] | None = None,
                  use_audio_in_video: bool = True, predict_split: str = "train",
                  video_min_pixels: int | None = None, video_max_pixels: int | None = None,
@@ -92,6 +95,10 @@ class MSADataModule(L.LightningDataModule):
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
             raise ValueError(f"batch sizes must be >= 1, got {batch_size}, {eval_batch_size}")
+        if cache not in MODES:
+            raise ValueError(f"cache must be one of {MODES}, got {cache!r}")
+        if cache_max_gb is not None and cache_max_gb <= 0:
+            raise ValueError(f"cache_max_gb must be > 0 or None, got {cache_max_gb}")
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be >= 1 or None, got {limit}")
         if predict_split not in SPLITS:
@@ -109,6 +116,7 @@ class MSADataModule(L.LightningDataModule):
         self.on_error = on_error
         self.allow_missing_audio = allow_missing_audio
         self.cache_dir = cache_dir
+        self.cache_mode, self.cache_max_gb = cache, cache_max_gb
         self.limit = limit
         self.shuffle = shuffle
         self.seed = seed
@@ -162,7 +170,8 @@ class MSADataModule(L.LightningDataModule):
         if media and self.cache is None:
             self.cache = MediaCache(self.processor, self.cache_path(), fps=self.fps, min_frames=self.min_frames,
                                     max_frames=self.max_frames, max_audio_seconds=self.max_audio_seconds,
-                                    video_min_pixels=self.video_min_pixels, video_max_pixels=self.video_max_pixels)
+                                    video_min_pixels=self.video_min_pixels, video_max_pixels=self.video_max_pixels,
+                                    mode=self.cache_mode, max_gb=self.cache_max_gb)
         for name in SPLITS:
             frame = split_rows(table, name)
             if name == "train" and self.targets is not None:

@@ -174,9 +174,9 @@ def read_many(paths: Iterable[str | os.PathLike], *, workers: int = 8,
         with ThreadPoolExecutor(max_workers=min(workers, len(paths))) as pool:
             out = dict(zip(paths, pool.map(one, paths)))
     if store is not None and fresh:
-        from msa.data.cache import _atomic_write
+        from msa.data.store import atomic_write
 
-        _atomic_write(Path(store), json.dumps({**known, **fresh}).encode())
+        atomic_write(Path(store), json.dumps({**known, **fresh}).encode())
     return out
 
 

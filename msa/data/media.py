@@ -169,7 +169,25 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     return out.permute(0, 2, 3, 1).contiguous().numpy()  # [T, H', W', 3]
 
 
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """``image`` ``[H, W, 3]`` turned as its display matrix says: ``rotation`` degrees counter-clockwise
+    (PyAV's ``VideoFrame.rotation``), rounded to a quarter turn; a phone's portrait clip stands up.
+
+    Qwen's own pipeline sees such clips upright: qwen-omni-utils reads video with torchcodec when it is
+    installed (its first choice), and torchcodec applies the display matrix's rotation when it decodes
+    (since 0.11). Its other readers (decord, torchvision) ignore it; we follow the first choice.
+    Mirroring in a display matrix is ignored, as torchcodec does.
+
+    >>> upright(np.arange(6).reshape(2, 3, 1).repeat(3, -1), -90)[..., 0].tolist()  # a quarter turn clockwise
+    [[3, 0], [4, 1], [5, 2]]
+    """
+    k = int(round(rotation / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
+
+
 def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise MediaError("a directory, not a clip file", path=path, kind="missing")
     if not path.is_file():
         raise MediaError("file not found", path=path, kind="missing")
     if path.stat().st_size == 0:
@@ -180,6 +198,8 @@ def _open(path: Path):
     _check_file(path)
     try:
         return av.open(str(path))
+    except PermissionError as exc:  # PyAV's own PermissionError is also an FFmpegError
+        raise MediaError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
     except av.error.FFmpegError as exc:
         raise MediaError(f"cannot open the container (unreadable or truncated): {exc}", path=path) from exc
 
@@ -241,7 +261,7 @@ def sample_video(path: str | os.PathLike, fps: float = 2.0, min_frames: int = 4,
             for i, frame in enumerate(container.decode(stream)):
                 last = i
                 if i in need:
-                    picked[i] = frame.to_ndarray(format="rgb24")  # [H, W, 3]
+                    picked[i] = upright(frame.to_ndarray(format="rgb24"), frame.rotation)  # [H, W, 3]
                 if len(picked) == len(need):
                     break
         except av.error.FFmpegError as exc:
@@ -326,5 +346,5 @@ def decode_audio(path: str | os.PathLike, sample_rate: int = 16000, max_seconds:
 
 __all__ = [
     "KINDS", "MediaError", "NoAudioError", "VideoInfo", "decode_audio", "decode_video", "frame_indices",
-    "frame_size", "num_frames", "probe_video", "resample", "resize_frames", "sample_video", "sampled_fps",
+    "frame_size", "num_frames", "probe_video", "resample", "resize_frames", "sample_video", "sampled_fps", "upright",
 ]
