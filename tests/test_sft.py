@@ -117,10 +117,12 @@ class _Record(L.Callback):
             trainer.should_stop = True
 
 
-def test_resume_mid_epoch_continues_exactly(tiny_cfg, dm_factory, tmp_path):
-    """4 shuffled batches per epoch, 6 steps. Stopped after step 5 (mid-epoch 2) and resumed from that
-    checkpoint, the run trains on the same batches in the same order, ends at step 6 and ends with the
-    same weights as the uninterrupted run."""
+@pytest.mark.parametrize("length", [{"max_steps": 6}, {"max_epochs": 2}], ids=["max_steps", "max_epochs"])
+def test_resume_mid_epoch_continues_exactly(tiny_cfg, dm_factory, tmp_path, length):
+    """4 shuffled batches per epoch; 6 steps, or 2 epochs (8 steps: the schedule then asks Lightning for the
+    step count, which builds the train loader before the checkpoint is restored, Lightning #20550).
+    Stopped after step 5 (mid-epoch 2) and resumed from that checkpoint, the run trains on the same
+    batches in the same order, ends at the same step and with the same weights as the uninterrupted run."""
     import warnings
 
     from msa.data.labels import read_labels
@@ -134,14 +136,15 @@ def test_resume_mid_epoch_continues_exactly(tiny_cfg, dm_factory, tmp_path):
                            weight_decay=0.0, warmup_ratio=0.2, val_max_new_tokens=4)
         rec = _Record(stop_at)
         ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=1)
-        trainer = L.Trainer(max_steps=6, logger=False, enable_progress_bar=False, limit_val_batches=0,
+        trainer = L.Trainer(**length, logger=False, enable_progress_bar=False, limit_val_batches=0,
                             accelerator="cpu", callbacks=[ckpt, rec])
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         weights = {k: v.detach().clone() for k, v in trainable_parameters(policy.model).items()}
         return trainer, rec.ids, weights
 
+    steps = length.get("max_steps", 4 * length.get("max_epochs", 0))
     _, ids_full, w_full = fit(tmp_path / "full")
-    assert len(ids_full) == 6 and len(set(ids_full[:4])) == 4 and ids_full[:4] != ids_full[4:] + ids_full[:2]
+    assert len(ids_full) == steps and len(set(ids_full[:4])) == 4 and ids_full[4:6] != ids_full[:2]
 
     t1, ids_a, _ = fit(tmp_path / "cut", stop_at=5)
     assert t1.global_step == 5
@@ -151,7 +154,7 @@ def test_resume_mid_epoch_continues_exactly(tiny_cfg, dm_factory, tmp_path):
         warnings.simplefilter("always")
         t2, ids_b, w_resumed = fit(tmp_path / "cut", ckpt_path=str(tmp_path / "cut" / "last.ckpt"))
     assert not [w for w in caught if "not resumable" in str(w.message)]
-    assert t2.global_step == 6
+    assert t2.global_step == steps
     assert ids_a + ids_b == ids_full  # the rest of the interrupted epoch, nothing twice
     assert all(torch.equal(w_resumed[k], w_full[k]) for k in w_full)
 

@@ -122,6 +122,7 @@ class MSADataModule(L.LightningDataModule):
         self.frames: dict[str, pd.DataFrame] = {}
         self.datasets: dict[str, MSADataset] = {}
         self.skip_report = SkipReport()
+        self._train_position: dict | None = None  # from a checkpoint, for the next train loader built
 
     # -- configuration ------------------------------------------------------------------------------
     def default_root(self) -> Path:
@@ -195,7 +196,24 @@ class MSADataModule(L.LightningDataModule):
                                 persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self.dataloader("train", shuffle=self.shuffle, batch_size=self.batch_size, targets=self.targets)
+        loader = self.dataloader("train", shuffle=self.shuffle, batch_size=self.batch_size, targets=self.targets)
+        if self._train_position:  # resuming: this loader starts where the checkpointed epoch stopped
+            loader.load_state_dict(self._train_position)
+            self._train_position = None
+        return loader
+
+    # The train position also travels in the data module's own checkpoint entry: Lightning restores that
+    # before configure_optimizers, whereas a loader built there to count the steps (SFT's schedule asks
+    # trainer.estimated_stepping_batches) never gets its own state back (Lightning #20550).
+    def state_dict(self) -> dict:
+        now = self._fit_progress()
+        if now is None:
+            return {}
+        epoch, done, per_epoch = now
+        return {"train_position": {"epoch": int(epoch), "batches_done": int(done), "batches_per_epoch": int(per_epoch)}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._train_position = state.get("train_position")
 
     def _fit_progress(self) -> tuple[int, int, int] | None:
         """(epoch, training batches finished in it, batches per epoch) while a Trainer fits this module."""
