@@ -117,7 +117,8 @@ class _Record(L.Callback):
             trainer.should_stop = True
 
 
-@pytest.mark.parametrize("length", [{"max_steps": 6}, {"max_epochs": 2}], ids=["max_steps", "max_epochs"])
+@pytest.mark.parametrize("length", [{"max_steps": 6}, pytest.param({"max_epochs": 2}, marks=pytest.mark.slow)],
+                         ids=["max_steps", "max_epochs"])
 def test_resume_mid_epoch_continues_exactly(tiny_cfg, dm_factory, tmp_path, length):
     """4 shuffled batches per epoch; 6 steps, or 2 epochs (8 steps: the schedule then asks Lightning for the
     step count, which builds the train loader before the checkpoint is restored, Lightning #20550).
