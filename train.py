@@ -27,18 +27,22 @@ CONFIG_DIR = Path(__file__).parent / "conf"
 def train(cfg: DictConfig) -> dict:
     """Run the stages in ``cfg.stage.run`` in order; returns the metrics written to metrics.json."""
     from msa.config import validate
-    from msa.plan import format_plan, plan_rows, save_run_config
+    from msa.plan import budget_summary, build_plan, save_run_config
     from msa.runtime import RunContext, finish_wandb, format_summary, is_rank_zero
     from msa.stages import run_stage
     from msa.stages.common import seed_stage
 
     validate(cfg)
-    if is_rank_zero():  # what this run will do, before any model or dataset loads
-        plan = format_plan(plan_rows(cfg))
-        print(plan, flush=True)
-        save_run_config(cfg, cfg.paths.output_dir, plan)
+    plan = None
+    if is_rank_zero():  # what this run will do and what its data costs, checked before any model loads
+        plan = build_plan(cfg)
+        print(plan.text, flush=True)
+        save_run_config(cfg, cfg.paths.output_dir, plan.text)
+        plan.refuse()  # a store that cannot fit: after the table that shows why
     ctx = RunContext(cfg=cfg, output_dir=Path(cfg.paths.output_dir))
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
+    if plan is not None:
+        ctx.record("budget", budget_summary(plan.budgets))
     if cfg.init_from:
         ctx.artefacts["policy"] = cfg.init_from
     try:
@@ -62,7 +66,12 @@ def train(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    from msa.config import ConfigError
+
+    try:
+        train(cfg)
+    except ConfigError as e:  # found by the run plan (data, store, init_from): one line naming the setting
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -95,6 +95,14 @@ def validate(cfg: DictConfig) -> None:
     _one_of(cfg, "data.on_error", ("raise", "skip"))
     _check(cfg.data.batch_size >= 1, "data.batch_size", "must be >= 1")
     _check(any(cfg.data.modalities.values()), "data.modalities", "at least one modality must be on")
+    cap = cfg.data.get("max_prompt_tokens")
+    _check(cap is None or (isinstance(cap, int) and cap >= 1), "data.max_prompt_tokens",
+           f"must be a positive number of tokens or null, got {cap!r}")
+    lo, hi = cfg.data.get("video_min_pixels"), cfg.data.get("video_max_pixels")
+    _check(lo is None or hi is None or 0 < lo <= hi, "data.video_min_pixels",
+           f"{lo} must be > 0 and at most data.video_max_pixels ({hi}); media=qwen|compact|small set both")
+    max_gb = (cfg.get("paths") or {}).get("cache_max_gb")
+    _check(max_gb is None or max_gb > 0, "paths.cache_max_gb", f"must be > 0 or null, got {max_gb!r}")
     _one_of(cfg, "model.dtype", ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "auto"))
     _one_of(cfg, "model.init", ("pretrained", "random"))
     if cfg.model.get("path"):

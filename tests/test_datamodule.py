@@ -234,3 +234,21 @@ def test_length_buckets_batch_similar_prompts(sims_root, processor, tmp_path):
     dm._lengths["train"] = [30, 10, 20]  # as msa.data.budget would count them
     ids = list(dm.frames["train"]["id"])
     assert [b["ids"] for b in dm.train_dataloader()] == [[ids[1], ids[2]], [ids[0]]]
+
+
+def test_prompt_lengths_come_from_the_headers_and_the_budget(broken_root, processor, tmp_path):
+    from msa.data.budget import prompt_tokens
+    from msa.data.headers import read_headers
+
+    dm = build_datamodule(name="sims", root=broken_root, cache_dir=tmp_path, on_error="skip", bucket_by_length=True)
+    dm.attach_processor(processor).setup()
+    frame, settings = dm.frames["train"], dm.budget_settings()
+    first = prompt_tokens(read_headers(frame["path"][0]), settings, transcript=frame["text"][0])
+    # 2 s of audio and video; the second clip is truncated and the third missing: no headers, they count 0
+    assert dm.prompt_lengths("train") == [first, 0, 0] and first > 100
+    with pytest.raises(MediaError, match="file not found"):
+        read_headers(frame["path"][2])
+    strict = build_datamodule(name="sims", root=broken_root, cache_dir=tmp_path, bucket_by_length=True)
+    strict.attach_processor(processor).setup()
+    with pytest.raises(MediaError, match="video_0001/0002.mp4"):
+        strict.train_dataloader()

@@ -6,7 +6,7 @@
 
 The configuration is the project's own (``conf/``, composed as ``python train.py`` would): the
 ``model`` group (``qwen2_5_omni_7b model.init=random`` needs no checkpoint), the ``trainer`` group
-(``gpu``: bf16-mixed) and the demo clips at Qwen's default frame size (no pixel cap), so the towers see
+(``gpu``: bf16-mixed) and the demo clips at Qwen's default frame size (``media=qwen``), so the towers see
 realistic inputs. Extra Hydra overrides go after ``--``:
 
     python experiments/benchmarks/bench_gpu.py -- model.attn_implementation=flash_attention_2
@@ -41,7 +41,7 @@ def compose(model: str, overrides: list[str], out: Path):
 
     gpu = model != "tiny"
     base = [f"model={'qwen2_5_omni_7b' if gpu else 'tiny'}", "experiment=none", "logger=none",
-            "data.video_min_pixels=null", "data.video_max_pixels=null"]
+            "media=qwen"]
     if gpu:
         base += ["model.init=random", "model.dtype=bfloat16", "trainer=gpu"]
     GlobalHydra.instance().clear()

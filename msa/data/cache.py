@@ -234,18 +234,24 @@ class MediaCache:
         self.stats: collections.Counter = collections.Counter()
 
     # -- public API --------------------------------------------------------------------------
-    def video(self, path: str | os.PathLike) -> dict:
-        """``pixel_values_videos, video_grid_thw, video_second_per_grid, seconds`` of the clip."""
-        return self._get("video", Path(path))
+    def video(self, path: str | os.PathLike, max_frames: int | None = None) -> dict:
+        """``pixel_values_videos, video_grid_thw, video_second_per_grid, seconds`` of the clip; ``max_frames``
+        caps this clip below the cache's own (``data.max_prompt_tokens``), with its real sampled fps."""
+        return self._get("video", Path(path), self._frame_cap(max_frames))
 
     def audio(self, path: str | os.PathLike) -> dict:
         """``input_features, feature_attention_mask, seconds`` of the clip's audio track."""
         return self._get("audio", Path(path))
 
-    def key(self, kind: str, path: str | os.PathLike) -> str:
-        """The cache key of ``path``'s ``kind`` entry (content hash + settings)."""
+    def key(self, kind: str, path: str | os.PathLike, max_frames: int | None = None) -> str:
+        """The cache key of ``path``'s ``kind`` entry (content hash + settings, + a per-clip frame cap)."""
         content = self.content_hash(Path(path))
-        return hashlib.sha256(f"{content}\n{self._fingerprint[kind]}".encode()).hexdigest()
+        cap = self._frame_cap(max_frames)
+        extra = "" if cap is None else f"\nmax_frames={cap}"
+        return hashlib.sha256(f"{content}\n{self._fingerprint[kind]}{extra}".encode()).hexdigest()
+
+    def _frame_cap(self, max_frames: int | None) -> int | None:
+        return None if max_frames is None or int(max_frames) >= self.max_frames else int(max_frames)
 
     def content_hash(self, path: Path) -> str:
         """sha256 of the file, looked up by (path, size, mtime_ns) so unchanged files are not re-read."""
@@ -278,8 +284,8 @@ class MediaCache:
         assert self.dir is not None
         return self.dir / kind / key[:2] / f"{key}.pt"
 
-    def _get(self, kind: str, path: Path) -> dict:
-        entry_file = self._entry_path(kind, self.key(kind, path)) if self.dir is not None else None
+    def _get(self, kind: str, path: Path, max_frames: int | None = None) -> dict:
+        entry_file = self._entry_path(kind, self.key(kind, path, max_frames)) if self.dir is not None else None
         if entry_file is not None and entry_file.exists():
             try:
                 entry = read_entry(entry_file)
@@ -294,7 +300,7 @@ class MediaCache:
                 return entry
         self.stats[f"{kind}/miss"] += 1
         try:
-            entry = self._compute_video(path) if kind == "video" else self._compute_audio(path)
+            entry = self._compute_video(path, max_frames) if kind == "video" else self._compute_audio(path)
         except media.MediaError as err:
             if entry_file is not None and err.kind != "missing":
                 record = dict(error_class=type(err).__name__, error_kind=err.kind, error_reason=err.reason)
@@ -304,8 +310,9 @@ class MediaCache:
             _atomic_write(entry_file, entry_chunks(entry))
         return entry
 
-    def _compute_video(self, path: Path) -> dict:
-        frames, info = media.sample_video(path, self.fps, self.min_frames, self.max_frames)  # [T, H, W, 3]
+    def _compute_video(self, path: Path, max_frames: int | None = None) -> dict:
+        cap = self.max_frames if max_frames is None else max(self.min_frames, max_frames)
+        frames, info = media.sample_video(path, self.fps, self.min_frames, cap)  # [T, H, W, 3]
         frames = media.resize_frames(frames, *self.frame_size(frames.shape[1], frames.shape[2], frames.shape[0]))
         fps = media.sampled_fps(info.total_frames, info.fps, frames.shape[0])
         kwargs = dict(self._merged, videos_kwargs=dict(self._merged["videos_kwargs"], fps=fps))

@@ -86,7 +86,7 @@ class MSADataModule(L.LightningDataModule):
                  range_dataset: str | None = None, targets: Mapping[str, str] | None = None,
                  use_audio_in_video: bool = True, predict_split: str = "train",
                  video_min_pixels: int | None = None, video_max_pixels: int | None = None,
-                 bucket_by_length: bool = False):
+                 max_prompt_tokens: int | None = None, bucket_by_length: bool = False):
         super().__init__()
         self.spec = get_spec(name)  # unknown names fail here, listing the known ones
         if on_error not in ON_ERROR:
@@ -119,6 +119,7 @@ class MSADataModule(L.LightningDataModule):
         self.use_audio_in_video = use_audio_in_video
         self.predict_split = predict_split
         self.video_min_pixels, self.video_max_pixels = video_min_pixels, video_max_pixels
+        self.max_prompt_tokens = max_prompt_tokens
         self.bucket_by_length = bucket_by_length
         self.processor = None
         self.cache: MediaCache | None = None
@@ -177,7 +178,48 @@ class MSADataModule(L.LightningDataModule):
                 frame = frame.head(self.limit).reset_index(drop=True)
             self.frames[name] = frame
             self.datasets[name] = MSADataset(frame, self.name, self.cache, modalities=self.modalities,
-                                             on_error=self.on_error, allow_missing_audio=self.allow_missing_audio)
+                                             on_error=self.on_error, allow_missing_audio=self.allow_missing_audio,
+                                             max_frames=self.frame_caps(frame))
+
+    def frame_caps(self, frame: pd.DataFrame) -> dict[str, int]:
+        """Clip id -> frame cap for the clips whose prompt would exceed ``max_prompt_tokens``, from their
+        headers (msa.data.budget; the run plan printed the same count)."""
+        if self.max_prompt_tokens is None or "video" not in self.modalities:
+            return {}
+        from msa.data import budget
+        from msa.data.media import MediaError
+
+        dcfg = self.budget_settings()
+        headers = self.clip_headers(frame)
+        caps = {}
+        for clip_id, path, text in zip(frame["id"], frame["path"], frame["text"]):
+            h = headers[str(path)]
+            if isinstance(h, MediaError):
+                continue  # the dataset raises or skips it when it is read
+            try:
+                cap = budget.fitted_max_frames(h, dcfg, transcript=str(text))
+            except MediaError:
+                continue
+            if cap is not None:
+                caps[clip_id] = max(cap, self.min_frames)  # 0: not even the fewest fit (the plan refuses those)
+        if caps:
+            log.info("%s: %d of %d clips get fewer frames to stay within %d prompt tokens", self.name, len(caps),
+                     len(frame), self.max_prompt_tokens)
+        return caps
+
+    def budget_settings(self) -> dict:
+        """The data settings a clip's prompt length depends on (msa.data.budget's ``data_cfg``)."""
+        return dict(name=self.name, fps=self.fps, min_frames=self.min_frames, max_frames=self.max_frames,
+                    max_audio_seconds=self.max_audio_seconds, video_min_pixels=self.video_min_pixels,
+                    video_max_pixels=self.video_max_pixels, max_prompt_tokens=self.max_prompt_tokens,
+                    modalities={m: m in self.modalities for m in ("text", "audio", "video")})
+
+    def clip_headers(self, frame: pd.DataFrame) -> dict:
+        """path -> ClipHeaders (or the MediaError it raised) of the frame's clips; kept in the media cache."""
+        from msa.data.headers import read_many, store_file
+
+        where = self.cache_path()
+        return read_many(frame["path"], store=store_file(where, self.root) if where else None)
 
     def collator(self, *, targets: Mapping[str, str] | None = None) -> MultimodalCollator:
         return MultimodalCollator(self.processor, answer=self.answer, range_dataset=self.range_dataset,
@@ -212,33 +254,32 @@ class MSADataModule(L.LightningDataModule):
                                 num_workers=self.num_workers, collate_fn=self.collator(targets=self.targets))
 
     def prompt_lengths(self, split: str) -> list[int]:
-        """Prompt tokens of each clip of ``split`` under the media budget, from container headers only
-        (msa.data.budget; no decoding). An unreadable clip counts 0 under ``on_error=skip`` (it is
-        skipped, and counted, when loaded) and raises otherwise."""
+        """Prompt tokens of each clip of ``split`` under the media budget (frame caps included), from
+        container headers only (msa.data.budget; no decoding). An unreadable clip counts 0 under
+        ``on_error=skip`` (it is skipped, and counted, when loaded) and raises otherwise."""
         if split in self._lengths:
             return self._lengths[split]
-        from msa.data.budget import prompt_tokens
-        from msa.data.headers import read_headers
+        from msa.data.budget import prompt_tokens, text_tokens
         from msa.data.media import MediaError
 
-        settings = self.budget_settings()
+        frame, dcfg = self.frames[split], self.budget_settings()
+        if all(m == "text" for m in self.modalities):
+            self._lengths[split] = [text_tokens(dcfg, str(text)) for text in frame["text"]]
+            return self._lengths[split]
+        caps, headers = self.datasets[split].max_frames, self.clip_headers(frame)
         lengths = []
-        for path in self.frames[split]["path"]:
+        for clip_id, path, text in zip(frame["id"], frame["path"], frame["text"]):
             try:
-                lengths.append(int(prompt_tokens(read_headers(path), settings)))
+                h = headers[str(path)]
+                if isinstance(h, MediaError):
+                    raise h
+                lengths.append(prompt_tokens(h, dcfg, transcript=str(text), max_frames=caps.get(clip_id)))
             except MediaError:
                 if self.on_error != "skip":
                     raise
                 lengths.append(0)
         self._lengths[split] = lengths
         return lengths
-
-    def budget_settings(self) -> dict:
-        """The data settings the prompt-length estimate depends on (msa.data.budget's ``data_cfg``)."""
-        return {"name": self.name, "fps": self.fps, "min_frames": self.min_frames, "max_frames": self.max_frames,
-                "max_audio_seconds": self.max_audio_seconds, "video_min_pixels": self.video_min_pixels,
-                "video_max_pixels": self.video_max_pixels, "use_audio_in_video": self.use_audio_in_video,
-                "modalities": {m: m in self.modalities for m in ("text", "audio", "video")}}
 
     # The train position also travels in the data module's own checkpoint entry: Lightning restores that
     # before configure_optimizers, whereas a loader built there to count the steps (SFT's schedule asks

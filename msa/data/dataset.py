@@ -72,11 +72,12 @@ def _float(value) -> float:
 
 
 class MSADataset(Dataset):
-    """Samples of one split: ``frame`` is :func:`msa.data.labels.read_labels` output (one split)."""
+    """Samples of one split: ``frame`` is :func:`msa.data.labels.read_labels` output (one split);
+    ``max_frames`` maps the ids of clips sampled with fewer frames to their cap."""
 
     def __init__(self, frame: pd.DataFrame, dataset: str, cache: MediaCache | None = None, *,
                  modalities: Mapping[str, bool] | Iterable[str] | None = None, on_error: str = "raise",
-                 allow_missing_audio: bool = False):
+                 allow_missing_audio: bool = False, max_frames: Mapping[str, int] | None = None):
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         self.dataset = dataset
@@ -90,6 +91,7 @@ class MSADataset(Dataset):
         self.cache = cache
         self.on_error = on_error
         self.allow_missing_audio = allow_missing_audio
+        self.max_frames = dict(max_frames or {})  # clip id -> its frame cap (data.max_prompt_tokens)
         cols = ["id", "text", "label", "label_T", "label_A", "label_V", "path"]
         self.rows = [dict(zip(cols, r)) for r in frame.reindex(columns=cols).itertuples(index=False)]
 
@@ -106,7 +108,7 @@ class MSADataset(Dataset):
         }
         try:
             if "video" in self.media:
-                sample["video"] = self.cache.video(row["path"])
+                sample["video"] = self.cache.video(row["path"], max_frames=self.max_frames.get(row["id"]))
             if "audio" in self.media:
                 try:
                     sample["audio"] = self.cache.audio(row["path"])

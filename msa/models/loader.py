@@ -156,6 +156,25 @@ def lora_config(lora_cfg):
                       target_modules=lora_cfg.get("target_regex") or LLM_LORA_REGEX, bias="none", task_type="CAUSAL_LM")
 
 
+def export_kind(path: str | Path) -> str | None:
+    """What the export at ``path`` holds: ``"lora"`` (adapter_config.json), ``"full"`` (model.safetensors,
+    or its index), or None when it is no export (the run plan refuses such an ``init_from``)."""
+    path = Path(path)
+    if (path / "adapter_config.json").exists():
+        return "lora"
+    if (path / "model.safetensors").exists() or (path / "model.safetensors.index.json").exists():
+        return "full"
+    return None
+
+
+def read_export_meta(path: str | Path | None) -> dict:
+    """The manifest (:data:`EXPORT_META`) an export was written with; {} without one."""
+    if not path:
+        return {}
+    meta = Path(path) / EXPORT_META
+    return json.loads(meta.read_text()) if meta.exists() else {}
+
+
 def apply_init(model, init_from: str | Path, *, merge: bool = True):
     """Fold the weights of an earlier stage's export into ``model``.
 
@@ -167,13 +186,14 @@ def apply_init(model, init_from: str | Path, *, merge: bool = True):
     from peft import PeftModel
 
     path = Path(init_from)
-    if (path / "adapter_config.json").exists():
+    kind = export_kind(path)
+    if kind == "lora":
         if (path / INIT_DIR).exists():
             model = apply_init(model, path / INIT_DIR, merge=True)
         adapted = PeftModel.from_pretrained(model, path)
         log.info("init_from %s: LoRA adapter %s", path, "merged into the base weights" if merge else "loaded")
         return adapted.merge_and_unload() if merge else adapted
-    if (path / "model.safetensors").exists() or (path / "model.safetensors.index.json").exists():
+    if kind == "full":
         from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
         loaded = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path, dtype=model.dtype)

@@ -5,7 +5,6 @@ Kept out of the stage files so that each of those reads as its method only.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -84,10 +83,3 @@ def test_policy(ctx, stage: str, export_dir: str | Path, *, answer: str) -> dict
 
     policy = load_stage_policy(ctx, init_from=str(export_dir))
     return evaluate_policy(ctx, policy, stage=stage, answer=answer)
-
-
-def read_export_meta(path: str | Path | None) -> dict:
-    if not path:
-        return {}
-    meta = Path(path) / "msa_policy.json"
-    return json.loads(meta.read_text()) if meta.exists() else {}
