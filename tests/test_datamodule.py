@@ -166,3 +166,89 @@ def test_build_datamodule_from_a_data_node(sims_root, tmp_path):
     assert demo.processor is None and demo.use_audio_in_video is True
     # The same dataset named again keeps the node's root.
     assert build_datamodule(node, name="demo").root == tmp_path / "demo"
+
+
+class _IdsModule(L.LightningModule):
+    """Records each training batch's ids and stops after ``stop_at`` steps; like SFT, it asks for the
+    step count in configure_optimizers, which builds the train loader before a checkpoint is restored."""
+
+    def __init__(self, stop_at=None):
+        super().__init__()
+        self.w, self.ids, self.stop_at = torch.nn.Parameter(torch.zeros(1)), [], stop_at
+
+    def training_step(self, batch, batch_idx):
+        self.ids.append(tuple(batch["ids"]))
+        return ((self.w - 1) ** 2).sum()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.stop_at is not None and self.global_step >= self.stop_at:
+            self.trainer.should_stop = True
+
+    def configure_optimizers(self):
+        assert self.trainer.estimated_stepping_batches == 6
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_mid_epoch_when_the_step_count_built_the_loader_early(sims_root, processor, tmp_path, workers):
+    """3 batches an epoch, 2 epochs; stopped after step 4 (epoch 1, one batch in) and resumed: the rest of
+    epoch 1 in its order (before the fix, epoch 1 started over: its first batch twice, its last never)."""
+    def fit(ckpt_dir, stop_at=None, ckpt_path=None):
+        dm = build_datamodule(name="sims", root=sims_root, cache_dir=tmp_path, batch_size=1, seed=1,
+                              modalities=["text"], num_workers=workers)
+        dm.attach_processor(processor)
+        module = _IdsModule(stop_at)
+        ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=1)
+        trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                            limit_val_batches=0, accelerator="cpu", callbacks=[ckpt])
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        return module.ids, module.w.detach().clone()
+
+    ids_full, w_full = fit(tmp_path / "full")
+    assert len(ids_full) == 6 and ids_full[3:] != ids_full[:3]
+    ids_a, _ = fit(tmp_path / "cut", stop_at=4)
+    assert len(ids_a) == 4
+    ids_b, w_resumed = fit(tmp_path / "cut", ckpt_path=str(tmp_path / "cut" / "last.ckpt"))
+    assert ids_a + ids_b == ids_full
+    assert torch.equal(w_resumed, w_full)
+
+
+def test_workers_load_the_same_batches(tmp_path, processor):
+    def batches(workers):
+        dm = DemoDataModule(tmp_path / "demo", n_clips=12, batch_size=2, cache_dir=tmp_path / "cache", limit=5,
+                            num_workers=workers)
+        dm.attach_processor(processor)
+        dm.prepare_data()
+        return list(dm.train_dataloader())
+
+    plain, workers = batches(0), batches(2)
+    assert [b["ids"] for b in plain] == [b["ids"] for b in workers]
+    for a, b in zip(plain, workers):
+        assert all(torch.equal(a[k], b[k]) for k in a if isinstance(a[k], torch.Tensor))
+
+
+def test_length_buckets_batch_similar_prompts(sims_root, processor, tmp_path):
+    dm = build_datamodule(name="sims", root=sims_root, cache_dir=tmp_path, batch_size=2, shuffle=False,
+                          modalities=["text"], bucket_by_length=True)
+    dm.attach_processor(processor).setup()
+    dm._lengths["train"] = [30, 10, 20]  # as msa.data.budget would count them
+    ids = list(dm.frames["train"]["id"])
+    assert [b["ids"] for b in dm.train_dataloader()] == [[ids[1], ids[2]], [ids[0]]]
+
+
+def test_prompt_lengths_come_from_the_headers_and_the_budget(broken_root, processor, tmp_path):
+    from msa.data.budget import prompt_tokens
+    from msa.data.headers import read_headers
+
+    dm = build_datamodule(name="sims", root=broken_root, cache_dir=tmp_path, on_error="skip", bucket_by_length=True)
+    dm.attach_processor(processor).setup()
+    frame, settings = dm.frames["train"], dm.budget_settings()
+    first = prompt_tokens(read_headers(frame["path"][0]), settings, transcript=frame["text"][0])
+    # 2 s of audio and video; the second clip is truncated and the third missing: no headers, they count 0
+    assert dm.prompt_lengths("train") == [first, 0, 0] and first > 100
+    with pytest.raises(MediaError, match="file not found"):
+        read_headers(frame["path"][2])
+    strict = build_datamodule(name="sims", root=broken_root, cache_dir=tmp_path, bucket_by_length=True)
+    strict.attach_processor(processor).setup()
+    with pytest.raises(MediaError, match="video_0001/0002.mp4"):
+        strict.train_dataloader()

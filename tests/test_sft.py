@@ -152,10 +152,13 @@ class _Record(L.Callback):
             trainer.should_stop = True
 
 
-def test_resume_mid_epoch_continues_exactly(tiny_cfg, dm_factory, tmp_path):
-    """4 shuffled batches per epoch, 6 steps. Stopped after step 5 (mid-epoch 2) and resumed from that
-    checkpoint, the run trains on the same batches in the same order, ends at step 6 and ends with the
-    same weights as the uninterrupted run."""
+@pytest.mark.parametrize("length", [{"max_steps": 6}, pytest.param({"max_epochs": 2}, marks=pytest.mark.slow)],
+                         ids=["max_steps", "max_epochs"])
+def test_resume_mid_epoch_continues_exactly(tiny_cfg, dm_factory, tmp_path, length):
+    """4 shuffled batches per epoch; 6 steps, or 2 epochs (8 steps: the schedule then asks Lightning for the
+    step count, which builds the train loader before the checkpoint is restored, Lightning #20550).
+    Stopped after step 5 (mid-epoch 2) and resumed from that checkpoint, the run trains on the same
+    batches in the same order, ends at the same step and with the same weights as the uninterrupted run."""
     import warnings
 
     from msa.data.labels import read_labels
@@ -169,14 +172,15 @@ def test_resume_mid_epoch_continues_exactly(tiny_cfg, dm_factory, tmp_path):
                            weight_decay=0.0, warmup_ratio=0.2, val_max_new_tokens=4)
         rec = _Record(stop_at)
         ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=1)
-        trainer = L.Trainer(max_steps=6, logger=False, enable_progress_bar=False, limit_val_batches=0,
+        trainer = L.Trainer(**length, logger=False, enable_progress_bar=False, limit_val_batches=0,
                             accelerator="cpu", callbacks=[ckpt, rec])
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         weights = {k: v.detach().clone() for k, v in trainable_parameters(policy.model).items()}
         return trainer, rec.ids, weights
 
+    steps = length.get("max_steps", 4 * length.get("max_epochs", 0))
     _, ids_full, w_full = fit(tmp_path / "full")
-    assert len(ids_full) == 6 and len(set(ids_full[:4])) == 4 and ids_full[:4] != ids_full[4:] + ids_full[:2]
+    assert len(ids_full) == steps and len(set(ids_full[:4])) == 4 and ids_full[4:6] != ids_full[:2]
 
     t1, ids_a, _ = fit(tmp_path / "cut", stop_at=5)
     assert t1.global_step == 5
@@ -186,7 +190,7 @@ def test_resume_mid_epoch_continues_exactly(tiny_cfg, dm_factory, tmp_path):
         warnings.simplefilter("always")
         t2, ids_b, w_resumed = fit(tmp_path / "cut", ckpt_path=str(tmp_path / "cut" / "last.ckpt"))
     assert not [w for w in caught if "not resumable" in str(w.message)]
-    assert t2.global_step == 6
+    assert t2.global_step == steps
     assert ids_a + ids_b == ids_full  # the rest of the interrupted epoch, nothing twice
     assert all(torch.equal(w_resumed[k], w_full[k]) for k in w_full)
 
@@ -250,3 +254,67 @@ def test_gradient_checkpointing_recomputes_activations_in_training(cache_dir, dm
     assert len(attn) == 2 and len(calls) == 4
     inner = unwrap_peft(policy.model).model
     assert not inner.visual.training and not inner.audio_tower.training and inner.language_model.training
+
+
+# ---- a real kill mid-epoch, then a resume ---------------------------------------------------------
+
+def _saved_step(path):
+    try:
+        return torch.load(path, weights_only=False, map_location="cpu")["global_step"]
+    except Exception:  # not written yet, or being written
+        return -1
+
+
+def _export(run_dir):
+    from safetensors.torch import load_file
+
+    best = run_dir / "checkpoints" / "best"
+    files = sorted(best.glob("*.safetensors"))
+    assert files, f"no export in {best}"
+    return {f"{f.name}:{k}": v for f in files for k, v in load_file(str(f)).items()}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_sigkill_mid_epoch_then_resume_ends_bit_identical(cache_dir, tmp_path):
+    """6 batches an epoch, 2 epochs, last.ckpt every 2 steps, 2 loader workers, length buckets on. The run is
+    SIGKILLed once a checkpoint at step >= 8 exists (mid-epoch 2) and resumed from last.ckpt: its final
+    weights are bit-identical to those of an uninterrupted run (before the fix the resumed epoch restarted
+    from its first batch: batches trained twice, others never, weights off by up to 1.4e-4)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, MSA_CACHE=str(cache_dir), HF_HUB_OFFLINE="1", PYTHONPATH=str(root))
+    args = ["train.py", "stage=sft", "sft.answer=score", "model=tiny", "data.n_clips=24", "data.limit=6",
+            "data.batch_size=1", "data.num_workers=2", "data.bucket_by_length=true", "data.eval_datasets=[demo]",
+            "sft.max_epochs=2", "sft.val_every_n_epochs=2", "sft.val_max_new_tokens=8", "eval.max_new_tokens=8",
+            "callbacks.step_checkpoint.every_n_train_steps=2", "logger=none"]
+
+    def run(run_dir, *extra):
+        done = subprocess.run([sys.executable, *args, f"hydra.run.dir={run_dir}", *extra], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    run(tmp_path / "full")
+    cut = tmp_path / "cut"
+    last = cut / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen([sys.executable, *args, f"hydra.run.dir={cut}"], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and _saved_step(last) < 8:
+        time.sleep(0.1)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = torch.load(last, weights_only=False)
+    position = saved["DemoDataModule"]["train_position"]
+    assert position["epoch"] == 1 and 0 < position["batches_done"] < 6  # killed mid-epoch 2
+    run(tmp_path / "resumed", f"ckpt_path={last}")
+    full, resumed = _export(tmp_path / "full"), _export(tmp_path / "resumed")
+    assert full.keys() == resumed.keys()
+    assert all(torch.equal(full[k], resumed[k]) for k in full)

@@ -32,10 +32,12 @@ def media_loader(dm, frame, batch_size: int, collate):
     from torch.utils.data import DataLoader
 
     from msa.data.dataset import MSADataset
+    from msa.data.sampling import one_thread_worker
 
     ds = MSADataset(frame, dm.name, dm.cache, modalities=dm.modalities, on_error=dm.on_error,
                     allow_missing_audio=dm.allow_missing_audio)
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=dm.num_workers, collate_fn=collate)
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=dm.num_workers, collate_fn=collate,
+                      worker_init_fn=one_thread_worker)
 
 
 def teacher_batches(teacher, dm, frame, batch_size: int, collate=None) -> Iterable[dict]:

@@ -29,7 +29,7 @@ from msa.data.cache import MODES, MediaCache
 from msa.data.collate import MultimodalCollator
 from msa.data.dataset import ON_ERROR, MSADataset, normalise_modalities
 from msa.data.labels import read_labels, split as split_rows
-from msa.data.sampling import resumable_loader
+from msa.data.sampling import resumable_loader, train_position
 from msa.data.specs import get_spec
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class MSADataModule(L.LightningDataModule):
     ``none``); ``cache_max_gb``: its size bound (least recently used entries go first).
     ``fps/min_frames/max_frames`` drive frame sampling, ``max_audio_seconds`` cuts the audio.
     ``answer``, ``range_dataset``, ``targets`` and ``use_audio_in_video`` go to the collator.
+    ``bucket_by_length`` batches training clips of similar prompt length together (msa.data.sampling).
     """
 
     def __init__(self, name: str, root: str | Path | None = None, *, batch_size: int = 1,
@@ -88,7 +89,7 @@ class MSADataModule(L.LightningDataModule):
                  range_dataset: str | None = None, targets: Mapping[str, str] | None = None,
                  use_audio_in_video: bool = True, predict_split: str = "train",
                  video_min_pixels: int | None = None, video_max_pixels: int | None = None,
-                 max_prompt_tokens: int | None = None):
+                 max_prompt_tokens: int | None = None, bucket_by_length: bool = False):
         super().__init__()
         self.spec = get_spec(name)  # unknown names fail here, listing the known ones
         if on_error not in ON_ERROR:
@@ -127,11 +128,14 @@ class MSADataModule(L.LightningDataModule):
         self.predict_split = predict_split
         self.video_min_pixels, self.video_max_pixels = video_min_pixels, video_max_pixels
         self.max_prompt_tokens = max_prompt_tokens
+        self.bucket_by_length = bucket_by_length
         self.processor = None
         self.cache: MediaCache | None = None
         self.frames: dict[str, pd.DataFrame] = {}
         self.datasets: dict[str, MSADataset] = {}
         self.skip_report = SkipReport()
+        self._train_position: dict | None = None  # from a checkpoint, for the next train loader built
+        self._lengths: dict[str, list[int]] = {}  # split -> prompt tokens per clip (prompt_lengths)
 
     # -- configuration ------------------------------------------------------------------------------
     def default_root(self) -> Path:
@@ -165,6 +169,7 @@ class MSADataModule(L.LightningDataModule):
                                "with the policy's processor before setup()")
         if self.datasets:
             return
+        self._lengths = {}
         table = read_labels(self.root, self.name)
         media = [m for m in self.modalities if m != "text"]
         if media and self.cache is None:
@@ -191,15 +196,10 @@ class MSADataModule(L.LightningDataModule):
         if self.max_prompt_tokens is None or "video" not in self.modalities:
             return {}
         from msa.data import budget
-        from msa.data.headers import read_many, store_file
         from msa.data.media import MediaError
 
-        dcfg = dict(name=self.name, fps=self.fps, min_frames=self.min_frames, max_frames=self.max_frames,
-                    max_audio_seconds=self.max_audio_seconds, video_min_pixels=self.video_min_pixels,
-                    video_max_pixels=self.video_max_pixels, max_prompt_tokens=self.max_prompt_tokens,
-                    modalities={m: m in self.modalities for m in ("text", "audio", "video")})
-        where = self.cache_path()
-        headers = read_many(frame["path"], store=store_file(where, self.root) if where else None)
+        dcfg = self.budget_settings()
+        headers = self.clip_headers(frame)
         caps = {}
         for clip_id, path, text in zip(frame["id"], frame["path"], frame["text"]):
             h = headers[str(path)]
@@ -216,6 +216,20 @@ class MSADataModule(L.LightningDataModule):
                      len(frame), self.max_prompt_tokens)
         return caps
 
+    def budget_settings(self) -> dict:
+        """The data settings a clip's prompt length depends on (msa.data.budget's ``data_cfg``)."""
+        return dict(name=self.name, fps=self.fps, min_frames=self.min_frames, max_frames=self.max_frames,
+                    max_audio_seconds=self.max_audio_seconds, video_min_pixels=self.video_min_pixels,
+                    video_max_pixels=self.video_max_pixels, max_prompt_tokens=self.max_prompt_tokens,
+                    modalities={m: m in self.modalities for m in ("text", "audio", "video")})
+
+    def clip_headers(self, frame: pd.DataFrame) -> dict:
+        """path -> ClipHeaders (or the MediaError it raised) of the frame's clips; kept in the media cache."""
+        from msa.data.headers import read_many, store_file
+
+        where = self.cache_path()
+        return read_many(frame["path"], store=store_file(where, self.root) if where else None)
+
     def collator(self, *, targets: Mapping[str, str] | None = None) -> MultimodalCollator:
         return MultimodalCollator(self.processor, answer=self.answer, range_dataset=self.range_dataset,
                                   modalities=self.modalities, targets=targets,
@@ -225,20 +239,66 @@ class MSADataModule(L.LightningDataModule):
                    targets: Mapping[str, str] | None = None) -> DataLoader:
         """A loader over ``split`` (train/valid/test); the named loaders below are shortcuts.
 
-        Order is seeded per epoch; the train loader also reports how far an epoch got, so that
-        ``ckpt_path=`` resumes mid-epoch batch for batch (msa.data.sampling).
+        Order is seeded per epoch (msa.data.sampling); workers (``num_workers``) are persistent, one
+        torch thread each, and change nothing in the batches.
         """
         if not self.datasets:
             self.setup()
         if split not in self.datasets:
             raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
         return resumable_loader(self.datasets[split], batch_size=batch_size or self.eval_batch_size, shuffle=shuffle,
-                                seed=self.seed, progress=self._fit_progress if split == "train" else None,
-                                num_workers=self.num_workers, collate_fn=self.collator(targets=targets),
-                                persistent_workers=self.num_workers > 0)
+                                seed=self.seed, num_workers=self.num_workers, collate_fn=self.collator(targets=targets))
 
     def train_dataloader(self) -> DataLoader:
-        return self.dataloader("train", shuffle=self.shuffle, batch_size=self.batch_size, targets=self.targets)
+        """The training loader: clips of similar prompt length batched together (``bucket_by_length``), the
+        epoch's position reported at checkpoints and resumed batch for batch after ``ckpt_path=``."""
+        if not self.datasets:
+            self.setup()
+        # Resuming: this loader starts where the checkpointed epoch stopped. The position goes into the
+        # batch sampler's arguments, which survive Lightning rebuilding it for DDP.
+        resume, self._train_position = self._train_position, None
+        return resumable_loader(self.datasets["train"], batch_size=self.batch_size, shuffle=self.shuffle,
+                                seed=self.seed, progress=self._fit_progress, resume=resume,
+                                lengths=self.prompt_lengths("train") if self.bucket_by_length else None,
+                                num_workers=self.num_workers, collate_fn=self.collator(targets=self.targets))
+
+    def prompt_lengths(self, split: str) -> list[int]:
+        """Prompt tokens of each clip of ``split`` under the media budget (frame caps included), from
+        container headers only (msa.data.budget; no decoding). An unreadable clip counts 0 under
+        ``on_error=skip`` (it is skipped, and counted, when loaded) and raises otherwise."""
+        if split in self._lengths:
+            return self._lengths[split]
+        from msa.data.budget import prompt_tokens, text_tokens
+        from msa.data.media import MediaError
+
+        frame, dcfg = self.frames[split], self.budget_settings()
+        if all(m == "text" for m in self.modalities):
+            self._lengths[split] = [text_tokens(dcfg, str(text)) for text in frame["text"]]
+            return self._lengths[split]
+        caps, headers = self.datasets[split].max_frames, self.clip_headers(frame)
+        lengths = []
+        for clip_id, path, text in zip(frame["id"], frame["path"], frame["text"]):
+            try:
+                h = headers[str(path)]
+                if isinstance(h, MediaError):
+                    raise h
+                lengths.append(prompt_tokens(h, dcfg, transcript=str(text), max_frames=caps.get(clip_id)))
+            except MediaError:
+                if self.on_error != "skip":
+                    raise
+                lengths.append(0)
+        self._lengths[split] = lengths
+        return lengths
+
+    # The train position also travels in the data module's own checkpoint entry: Lightning restores that
+    # before configure_optimizers, whereas a loader built there to count the steps (SFT's schedule asks
+    # trainer.estimated_stepping_batches) never gets its own state back (Lightning #20550).
+    def state_dict(self) -> dict:
+        position = train_position(self._fit_progress)
+        return {"train_position": position} if position else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._train_position = state.get("train_position")
 
     def _fit_progress(self) -> tuple[int, int, int] | None:
         """(epoch, training batches finished in it, batches per epoch) while a Trainer fits this module."""
