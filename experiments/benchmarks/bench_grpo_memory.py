@@ -135,10 +135,9 @@ def current_rss_mib() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def code_of(rev: str) -> Path:
-    """``msa`` as it was at ``rev``, unpacked into a temporary directory (put first on PYTHONPATH)."""
+def code_of(rev: str, out: Path) -> Path:
+    """``msa`` as it was at ``rev``, unpacked into ``out`` (put first on PYTHONPATH)."""
     root = repo_root()
-    out = Path(tempfile.mkdtemp(prefix=f"msa-{rev}-"))
     archive = subprocess.run(["git", "archive", rev, "msa"], capture_output=True, check=True, cwd=root).stdout
     subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
     return out
@@ -187,9 +186,10 @@ def main() -> None:
     import torch
 
     # the batches, made once here: the media decoding's own peak stays out of the measured processes
-    args.batches = Path(tempfile.mkdtemp(dir=args.cache)) / "batches.pt"
+    work = tempfile.TemporaryDirectory(prefix="bench-grpo-memory-")
+    args.batches = Path(work.name) / "batches.pt"
     torch.save(long_batches(args), args.batches)
-    old = code_of(args.before)
+    old = code_of(args.before, Path(work.name))
     runs = {"before": [], "after": []}
     for _ in range(args.repeats):
         for variant, path in (("before", old), ("after", repo_root())):
