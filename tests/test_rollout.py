@@ -15,7 +15,8 @@ from msa.models import load_policy, unwrap_peft
 from msa.models.encode import encode_media, position_kwargs
 from msa.rl.losses import grpo_loss, token_logprobs
 from msa.rl.rollout import completion_logits, join_prefill, sample
-from msa.rl.shared_prompt import PromptState, prompt_pass, text_positions
+from msa.rl.shared_prompt import (PromptState, completion_visibility, decode_visibility, grouped_mask, prompt_pass,
+                                  text_positions)
 from msa.rl.types import Rollout, reward_metrics
 
 G = 3
@@ -218,11 +219,14 @@ def test_rollout_pieces_make_their_tensors_on_the_inputs_device(tiny_dir):
         pos = text_positions(torch.zeros(3, dtype=torch.long, device=meta), 4)
         state = PromptState([torch.zeros(2, 1, 5, 4, device=meta)], [torch.zeros(2, 1, 5, 4, device=meta)],
                             batch["attention_mask"], torch.zeros(2, dtype=torch.long, device=meta),
-                            torch.zeros(2, 8, device=meta)).select(torch.tensor([1], device=meta)).repeat(G)
+                            torch.zeros(2, 8, device=meta)).select(torch.tensor([1], device=meta))
+        scoring = grouped_mask(state.mask, completion_visibility(torch.ones(G, 4, device=meta), G), "sdpa", torch.float32)
+        sampling = grouped_mask(state.mask, decode_visibility(1, G, 2, meta), "eager", torch.float32)
     assert all(v.device == meta for v in kw.values())
     assert out["input_ids"].device == meta and out["attention_mask"].device == meta
-    assert {t.device for t in (ids, cmask, pmask, clipped, pos, state.mask, state.keys[0])} == {meta}
-    assert state.keys[0].shape == (G, 1, 5, 4)
+    assert {t.device for t in (ids, cmask, pmask, clipped, pos, state.mask, state.keys[0], scoring, sampling)} == {meta}
+    assert state.keys[0].shape == (1, 1, 5, 4)
+    assert scoring.shape == (1, 1, G * 4, 5 + G * 4) and sampling.shape == (1, 1, G, 5 + G * 2)
 
 
 def test_shared_prompt_positions_are_the_models_own(policy, batch, rollouts):

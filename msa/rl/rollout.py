@@ -96,7 +96,7 @@ def sample(model, thinker, tokenizer, batch: dict, media: MediaEmbeds | None, ro
         state = prompts.select(rows)
         if pre_ids:
             state = extend_prompts(model, thinker, state, pre_ids)
-        gen = decode(model, thinker, state.repeat(group_size), max_new_tokens=max_new_tokens, eos_id=eos, pad_id=pad,
+        gen = decode(model, thinker, state, group_size=group_size, max_new_tokens=max_new_tokens, eos_id=eos, pad_id=pad,
                      processors=logits_processors(temperature, top_p, suppress, rows.device))
     else:
         gen = _generate_naive(model, thinker, tokenizer, batch, media, rows, group_size=group_size,

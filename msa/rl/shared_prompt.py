@@ -1,15 +1,25 @@
 """The shared-prompt path (``grpo.shared_prompt=true``): each prompt goes through the language model once
-(:func:`prompt_pass`); its key/value cache is repeated to the G rows, which then only process their own
-answer tokens. Sampling decodes from the repeated cache (:func:`decode`); the hinted regeneration appends
-the polarity prefill to the same prompt cache (:func:`extend_prompts`); scoring runs the G completions
-against the repeated prompt cache in one forward (:func:`shared_completion_logits`), and the first
-completion token is predicted from the prompt's last position. With a prompt of P tokens, answers of C
-and G rollouts the language model sees P + G*C positions per pass instead of G*(P + C), and gradients
-flow into the prompt through the repeated keys and values.
+(:func:`prompt_pass`), and its G rollouts read that one copy of its keys and values. Sampling decodes from
+the prompt cache (:func:`decode`); the hinted regeneration appends the polarity prefill to the same prompt
+cache (:func:`extend_prompts`); scoring runs the G completions against the prompt cache in one forward
+(:func:`shared_completion_logits`), and the first completion token is predicted from the prompt's last
+position. With a prompt of P tokens, answers of C and G rollouts the language model sees P + G*C
+positions per pass instead of G*(P + C).
+
+One copy of each prompt (grouped layout): the G rows of a prompt are laid side by side along the
+sequence axis of one batch row, ``[b, G*C, H]``, behind the prompt's own cache ``[b, kv_heads, P, d]``,
+and a 4D attention mask lets each rollout see the prompt (its padding masked) and its own tokens only
+(:func:`grouped_mask`). Attention is then one ordinary call per layer (any implementation that takes a
+4D mask: sdpa, eager), its softmax exact; a query also meets the other rollouts' keys, masked, so the
+wasted work grows with G*C, small next to P. Gradients reach the prompt's keys and values from all G
+rows (summed by autograd, as the repeated copies summed them before). Before this, the prompt KV was
+repeated G times (``repeat_interleave``) during sampling and through backward: at MOSEI's p95 prompt
+that was ~29 GiB of a ~69 GiB 7B step (B=4, G=4); the benchmark
+``experiments/benchmarks/bench_grpo_memory.py`` measures the step's peak memory before and after.
 
 TMRoPE positions: the prompt's 3D positions come from the model's own ``get_rope_index``
 (``use_audio_in_video`` as given); every later token is text, at the next position after the prompt's
-largest one, as in ``generate``.
+largest one, as in ``generate``; each rollout's tokens count from there, wherever they sit in the row.
 """
 
 from __future__ import annotations
@@ -43,15 +53,44 @@ class PromptState:
         return PromptState([k[idx] for k in self.keys], [v[idx] for v in self.values], self.mask[idx],
                            self.next_pos[idx], self.last_hidden[idx])
 
-    def repeat(self, g: int) -> "PromptState":
-        """[b, ...] -> [b*g, ...]: every prompt's state for its g rollouts (differentiable)."""
-        rep = lambda t: t.repeat_interleave(g, 0)  # noqa: E731
-        return PromptState([rep(k) for k in self.keys], [rep(v) for v in self.values], rep(self.mask),
-                           rep(self.next_pos), rep(self.last_hidden))
-
     def cache(self, frozen: bool = False) -> DynamicCache:
         """A cache holding the prompt; ``frozen``: attention reads prompt + new tokens but keeps only the prompt."""
         return (_FrozenPrefixCache if frozen else DynamicCache)(ddp_cache_data=list(zip(self.keys, self.values)))
+
+
+def grouped_mask(prompt_mask: Tensor, own: Tensor, attn_implementation: str, dtype: torch.dtype) -> Tensor:
+    """The 4D attention mask of the grouped layout, ``[b, 1, Q, P + K]``: every query sees the real
+    positions of its prompt (``prompt_mask`` [b, P], 0 at padding) and the new keys ``own`` [b, Q, K]
+    allows it. Boolean (True = attend) for sdpa, additive (0 or the dtype's lowest value) for eager."""
+    b, q, _ = own.shape
+    allowed = torch.cat([prompt_mask.bool().unsqueeze(1).expand(b, q, -1), own], -1).unsqueeze(1)
+    if attn_implementation == "sdpa":
+        return allowed
+    if attn_implementation == "eager":
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed,
+                                                                                          torch.finfo(dtype).min)
+    raise ValueError(f"model.attn_implementation={attn_implementation!r}: the shared-prompt path "
+                     "(grpo.shared_prompt=true) needs a 4D attention mask (sdpa or eager); "
+                     "set grpo.shared_prompt=false to repeat the prompt instead")
+
+
+def completion_visibility(completion_mask: Tensor, group_size: int) -> Tensor:
+    """Scoring, rows side by side (``[b, G*C]``, rollout g at g*C .. g*C+C-1): ``[b, G*C, G*C]``, query
+    (g, t) sees key (g', s) iff g' == g, s <= t and s is a real token of that rollout (``completion_mask``
+    [b*G, C]), as a causal mask with key padding does for each row alone."""
+    n, c = completion_mask.shape
+    g = group_size
+    eye = torch.eye(g, dtype=torch.bool, device=completion_mask.device)
+    causal = torch.ones(c, c, dtype=torch.bool, device=completion_mask.device).tril()
+    block = (eye[:, None, :, None] & causal[None, :, None, :]).reshape(g * c, g * c)  # [G*C, G*C]
+    return block.unsqueeze(0) & completion_mask.bool().reshape(n // g, 1, g * c)
+
+
+def decode_visibility(b: int, group_size: int, steps: int, device) -> Tensor:
+    """Sampling, one token per rollout a step (cache order step-major: token s of rollout g at s*G + g):
+    ``[b, G, G*steps]``, each rollout sees its own tokens so far."""
+    eye = torch.eye(group_size, dtype=torch.bool, device=device)
+    return eye.repeat(1, steps).unsqueeze(0).expand(b, -1, -1)
 
 
 class _FrozenPrefixCache(DynamicCache):
@@ -186,20 +225,25 @@ def logits_processors(temperature: float, top_p: float, suppress: list[int], dev
 
 
 @torch.no_grad()
-def decode(model, thinker, state: PromptState, *, max_new_tokens: int, processors: LogitsProcessorList,
-           eos_id: int, pad_id: int) -> Tensor:
-    """Sample up to ``max_new_tokens`` per row from ``state`` (one row per rollout): ``[N, T]``, pad after EOS.
+def decode(model, thinker, state: PromptState, *, group_size: int, max_new_tokens: int,
+           processors: LogitsProcessorList, eos_id: int, pad_id: int) -> Tensor:
+    """Sample up to ``max_new_tokens`` for each of ``group_size`` rollouts per prompt of ``state``:
+    ``[b*G, T]`` (prompt-major rows), pad after EOS.
 
-    The same draws as ``generate(do_sample=True)``: float32 scores of the last position, the
-    processors, softmax, one ``torch.multinomial`` over all rows per step, finished rows get pad,
-    stop when every row is finished.
+    The same draws as ``generate(do_sample=True)`` on the prompt repeated G times: float32 scores of the
+    last position, the processors, softmax, one ``torch.multinomial`` over all rows per step, finished
+    rows get pad, stop when every row is finished. The cache holds each prompt once; a step appends
+    the G rollouts' tokens side by side (see :func:`decode_visibility`).
     """
     body, embed = unwrap_peft(model).model, thinker.get_input_embeddings()
-    cache, mask = state.cache(), state.mask
-    n = mask.shape[0]
-    logits = thinker.lm_head(state.last_hidden).float()  # [N, V]
-    out = torch.empty(n, 0, dtype=torch.long, device=mask.device)
-    unfinished = torch.ones(n, dtype=torch.bool, device=mask.device)
+    cache, g = state.cache(), group_size
+    b = state.mask.shape[0]
+    n = b * g
+    impl, dtype = body.config._attn_implementation, embed.weight.dtype
+    last_hidden = state.last_hidden.repeat_interleave(g, 0)  # [N, H]
+    logits = thinker.lm_head(last_hidden).float()  # [N, V]
+    out = torch.empty(n, 0, dtype=torch.long, device=state.mask.device)
+    unfinished = torch.ones(n, dtype=torch.bool, device=state.mask.device)
     for t in range(max_new_tokens):
         scores = processors(out, logits)
         nxt = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)  # [N]
@@ -208,30 +252,31 @@ def decode(model, thinker, state: PromptState, *, max_new_tokens: int, processor
         unfinished &= nxt != eos_id
         if t == max_new_tokens - 1 or not unfinished.any():
             break
-        mask = torch.cat([mask, mask.new_ones(n, 1)], 1)
-        hidden = body(inputs_embeds=embed(nxt.unsqueeze(1)), attention_mask=mask,
-                      position_ids=text_positions(state.next_pos + t, 1), cache=cache,
-                      use_cache=True).last_hidden_state  # [N, 1, H]
+        mask = grouped_mask(state.mask, decode_visibility(b, g, t + 1, state.mask.device), impl, dtype)
+        hidden = body(inputs_embeds=embed(nxt.view(b, g)), attention_mask=mask,
+                      position_ids=text_positions(state.next_pos + t, 1).expand(-1, -1, g), cache=cache,
+                      use_cache=True).last_hidden_state.reshape(n, 1, -1)  # [N, 1, H]
         logits = thinker.lm_head(hidden[:, -1]).float()
     return out
 
 
 def shared_completion_logits(model, thinker, batch, media, rows, completion_ids, completion_mask, use_audio_in_video,
                              group_size):
-    """Logits predicting each completion token, the G completions of a prompt run against its repeated
+    """Logits predicting each completion token, the G completions of a prompt side by side against its one
     prompt cache in one forward (``rows`` in runs of ``group_size`` equal prompts): ``[N, C, V]``."""
     groups = rows.view(-1, group_size)  # [b, G]
     if not bool((groups == groups[:, :1]).all()):
         raise ValueError(f"shared-prompt scoring needs rows in runs of {group_size} equal prompts, got {rows.tolist()}")
-    state = prompt_pass(model, thinker, batch, media, groups[:, 0], use_audio_in_video).repeat(group_size)
-    c = completion_ids.shape[1]
+    state = prompt_pass(model, thinker, batch, media, groups[:, 0], use_audio_in_video)
+    (n, c), (b, g) = completion_ids.shape, groups.shape
     body = unwrap_peft(model).model
+    embeds = thinker.get_input_embeddings()(completion_ids)  # [N, C, H]
+    mask = grouped_mask(state.mask, completion_visibility(completion_mask, g), body.config._attn_implementation,
+                        embeds.dtype)  # [b, 1, G*C, P + G*C]
     with _cache_through_checkpointing(body):
-        hidden = body(inputs_embeds=thinker.get_input_embeddings()(completion_ids),
-                      attention_mask=torch.cat([state.mask, completion_mask.to(state.mask.dtype)], 1),
-                      position_ids=text_positions(state.next_pos, c), cache=state.cache(frozen=True),
-                      use_cache=True).last_hidden_state  # [N, C, H]
+        hidden = body(inputs_embeds=embeds.reshape(b, g * c, -1), attention_mask=mask,
+                      position_ids=text_positions(state.next_pos, c).repeat(1, 1, g), cache=state.cache(frozen=True),
+                      use_cache=True).last_hidden_state.reshape(n, c, -1)  # [N, C, H]
     # position t predicts token t+1; the first token is predicted by the prompt's last position
-    hidden = torch.cat([state.last_hidden.unsqueeze(1), hidden[:, :-1]], 1)  # [N, C, H]
+    hidden = torch.cat([state.last_hidden.repeat_interleave(g, 0).unsqueeze(1), hidden[:, :-1]], 1)  # [N, C, H]
     return thinker.lm_head(hidden)
-
