@@ -84,3 +84,51 @@ def test_a_crash_during_validation_validates_that_epoch_after_the_resume(make_cf
                           tmp_path / "resumed", Path(cut.paths.cache_dir))
     train(resumed)
     assert ValidatedEpochs.seen == [(0, 4), (1, 8)]
+
+
+def export_meta(export: Path) -> dict:
+    return json.loads((export / "msa_policy.json").read_text())
+
+
+def test_a_resume_in_a_new_run_dir_keeps_the_checkpoints_best_epoch_as_best(make_cfg, tmp_path):
+    """Run A validates its one epoch and exports it as best. B resumes A's last.ckpt in a new run directory
+    for one more epoch that is not validated (every 3rd epoch): its best is still A's epoch 0, so B's
+    checkpoints/best is a copy of A's export, epoch and score included (before: B's last weights, unlabelled).
+    Without A's export, B refuses before training, naming the checkpoint and the export."""
+    from conftest import compose_cfg
+    from train import train
+
+    a = make_cfg(*SFT, "sft.max_epochs=1")
+    train(a)
+    a_best = Path(a.sft.checkpoint_dir) / "best"
+    assert export_meta(a_best)["epoch"] == 0
+    resume = [*SFT, "sft.max_epochs=2", "sft.val_every_n_epochs=3", f"ckpt_path={a.sft.checkpoint_dir}/last.ckpt"]
+    b = compose_cfg(resume, tmp_path / "b", Path(a.paths.cache_dir))
+    metrics = train(b)
+    b_best = Path(b.sft.checkpoint_dir) / "best"
+    assert export_meta(b_best) == export_meta(a_best)
+    assert {p.name: p.read_bytes() for p in b_best.iterdir() if p.is_file()} == \
+        {p.name: p.read_bytes() for p in a_best.iterdir() if p.is_file()}
+    assert metrics["sft_train"]["best_epoch"] == 0 and metrics["sft_train"]["steps"] == 8
+    assert not (Path(b.sft.checkpoint_dir) / "final").exists()
+
+    import shutil
+
+    shutil.rmtree(a_best)
+    c = compose_cfg(resume, tmp_path / "c", Path(a.paths.cache_dir))
+    with pytest.raises(FileNotFoundError, match=f"ckpt_path=.*last.ckpt.*epoch 0.*{a_best}.*does not exist"):
+        train(c)
+
+
+def test_without_validation_the_last_weights_are_final_never_best(make_cfg):
+    """One epoch, validation every 2nd: nothing was validated, so the export is checkpoints/final (step 4,
+    no score) and the test pass scores it (before: the last weights were exported as best)."""
+    from train import train
+
+    cfg = make_cfg(*SFT, "sft.max_epochs=1", "sft.val_every_n_epochs=2")
+    metrics = train(cfg)
+    ckpt = Path(cfg.sft.checkpoint_dir)
+    assert not (ckpt / "best").exists()
+    meta = export_meta(ckpt / "final")
+    assert meta["step"] == 4 and meta["val_score"] is None and meta["weights"] == "final (no validation ran)"
+    assert metrics["sft_train"]["export"] == str(ckpt / "final") and metrics["sft"]["demo"]["n"] == 3
