@@ -132,3 +132,25 @@ def test_without_validation_the_last_weights_are_final_never_best(make_cfg):
     meta = export_meta(ckpt / "final")
     assert meta["step"] == 4 and meta["val_score"] is None and meta["weights"] == "final (no validation ran)"
     assert metrics["sft_train"]["export"] == str(ckpt / "final") and metrics["sft"]["demo"]["n"] == 3
+
+
+def test_eval_counts_the_clips_it_skipped(make_cfg, tmp_path):
+    """A SIMS-layout test split of 4 clips, one truncated and one missing, data.on_error=skip: the eval
+    stage scores 2 and metrics.json says 2 were skipped (before: n 2 and nothing else)."""
+    from data_fixtures import SIMS_HEADER, make_clip, truncate, write_labels
+
+    from train import train
+
+    root = tmp_path / "sims"
+    rows = [["video_0001", f"000{k}", "fine words", label, label, label, label, "Neutral", "test"]
+            for k, label in enumerate(("0.8", "-0.4", "0.0", "0.6"), start=1)]
+    write_labels(root, rows, SIMS_HEADER)
+    for k, (vid, cid, *_) in enumerate(rows):
+        if cid != "0003":  # 0003 is missing
+            make_clip(root / "Raw" / vid / f"{cid}.mp4", 1.0, tone=300.0 + 50 * k, shade=10 * k)
+    truncate(root / "Raw" / "video_0001" / "0002.mp4")
+    cfg = make_cfg("stage=eval", "model=tiny", "data=sims", f"data.root={root}", "data.on_error=skip",
+                   "eval.datasets=[sims]", "eval.max_new_tokens=4", "logger=none")
+    train(cfg)
+    saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["eval"]["sims"]
+    assert (saved["n"], saved["skipped"]) == (2, 2)
