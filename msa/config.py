@@ -52,6 +52,10 @@ class TrainSchema:
 
 
 ConfigStore.instance().store(name="schema", node=TrainSchema)
+if not OmegaConf.has_resolver("msa.unique_dir"):  # conf/hydra: run directories two launches never share
+    from msa.runtime import claim_dir
+
+    OmegaConf.register_new_resolver("msa.unique_dir", claim_dir, use_cache=True)
 
 
 class ConfigError(ValueError):

@@ -154,3 +154,51 @@ def test_eval_counts_the_clips_it_skipped(make_cfg, tmp_path):
     train(cfg)
     saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["eval"]["sims"]
     assert (saved["n"], saved["skipped"]) == (2, 2)
+
+
+def hydra_run_dir(overrides: list[str]) -> str:
+    """``hydra.run.dir`` as a launch of ``python train.py <overrides>`` resolves it (its own config)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import msa.config  # noqa: F401  registers the schema and the msa.unique_dir resolver
+    from conftest import CONF
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    return cfg, cfg.hydra.run.dir
+
+
+def test_two_launches_in_the_same_second_get_two_run_dirs(tmp_path, monkeypatch):
+    """The clock frozen at one second: the first launch's run dir is outputs/sft/<second>, the second's
+    <second>_1, each created by its claim (before: both outputs/sft/<second>, one directory for two runs).
+    Within a run every reading gives the same directory (the DDP launcher reads it again for its ranks)."""
+    import datetime
+
+    import hydra.core.utils
+
+    class Frozen(datetime.datetime):  # Hydra's ``now`` resolver reads hydra.core.utils.datetime.now()
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 1, 0, 0, 0)
+
+    monkeypatch.setattr(hydra.core.utils, "datetime", Frozen)
+    monkeypatch.chdir(tmp_path)
+    (cfg_a, first), (cfg_b, second) = hydra_run_dir(["stage=sft", "seed=1"]), hydra_run_dir(["stage=sft", "seed=2"])
+    assert (first, second) == ("outputs/sft/2026-01-01_00-00-00", "outputs/sft/2026-01-01_00-00-00_1")
+    assert cfg_a.hydra.run.dir == first and cfg_b.hydra.run.dir == second  # cached: claimed once
+    assert sorted(p.name for p in (tmp_path / "outputs" / "sft").iterdir()) == \
+        ["2026-01-01_00-00-00", "2026-01-01_00-00-00_1"]
+
+
+def test_claim_dir_is_atomic_between_processes(tmp_path):
+    """8 processes claim one name at once: 8 distinct directories, base and _1 .. _7."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from msa.runtime import claim_dir
+
+    with ProcessPoolExecutor(4) as pool:
+        got = list(pool.map(claim_dir, [str(tmp_path / "run")] * 8))
+    assert sorted(got) == sorted([str(tmp_path / "run")] + [str(tmp_path / f"run_{k}") for k in range(1, 8)])
