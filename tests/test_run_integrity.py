@@ -202,3 +202,81 @@ def test_claim_dir_is_atomic_between_processes(tmp_path):
     with ProcessPoolExecutor(4) as pool:
         got = list(pool.map(claim_dir, [str(tmp_path / "run")] * 8))
     assert sorted(got) == sorted([str(tmp_path / "run")] + [str(tmp_path / f"run_{k}") for k in range(1, 8)])
+
+
+def run_cli(args, cache_dir, timeout=120):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = dict(os.environ, MSA_CACHE=str(cache_dir), HF_HUB_OFFLINE="1", WANDB_MODE="offline")
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("args,line", [
+    (["+sft.max_epoch=5"], "error: sft.max_epoch: not a key of sft (did you mean sft.max_epochs?)"),
+    (["-m", "+grpo.betta=0.1,0.2"], "error: grpo.betta: not a key of grpo (did you mean grpo.beta?)"),
+    (["data.batch_size=two"], "error: data.batch_size: must be an integer, got 'two'"),
+])
+def test_config_holes_fail_with_one_line_naming_the_key(args, line, cache_dir):
+    """A misspelled key added with + (ignored before), a word for a number (a TypeError's text before)."""
+    r = run_cli(args, cache_dir)
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(line), r.stderr
+
+
+def test_keys_added_on_purpose_still_compose(tmp_path):
+    """The README's + keys (a re-split or another conflict share of a synthetic set), a data module's
+    argument and a Trainer argument pass the added-key check."""
+    from conftest import CONF
+
+    from msa.config import check_added_keys
+
+    check_added_keys(["+data.splits=[0.7,0.15,0.15]", "+data.conflict=0.3", "+data.predict_split=test",
+                      "+trainer.max_time=00:01:00:00", "+callbacks.mine._target_=x.Y", "+experiment=paper"], CONF)
+
+
+def test_ckpt_path_is_refused_where_it_would_be_ignored_or_loaded_twice(make_cfg, tmp_path):
+    """stage=eval resumes nothing (before: ckpt_path was ignored); the pipeline has two training stages,
+    each of which would load the same checkpoint."""
+    from msa.config import ConfigError, validate
+
+    ckpt = tmp_path / "last.ckpt"
+    ckpt.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"^ckpt_path: resumes a training stage .* init_from="):
+        validate(make_cfg("stage=eval", f"ckpt_path={ckpt}"))
+    with pytest.raises(ConfigError, match=r"^ckpt_path: resumes one training stage.*\['sft', 'grpo'\]"):
+        validate(make_cfg(f"ckpt_path={ckpt}"))
+    validate(make_cfg("stage=sft", "sft.answer=score", f"ckpt_path={ckpt}"))
+
+
+def test_eval_split_takes_the_documented_aliases(make_cfg):
+    """eval.split=val (and dev, validation) is the valid split, as in the label files (refused before)."""
+    from msa.config import validate
+    from msa.plan import eval_targets
+
+    for alias in ("val", "dev", "Validation"):
+        cfg = make_cfg("stage=eval", f"eval.split={alias}")
+        validate(cfg)
+        assert {t.split for t in eval_targets(cfg)} == {"valid"}
+
+
+def test_simsv2_reads_meta_csv_and_names_the_label_csv_beside_it(tmp_path, caplog):
+    """A CH-SIMS v2 root holding meta.csv (its release's label file) and a label.csv: meta.csv is read and
+    a warning names both (before: label.csv, silently); SIMS in the same case reads label.csv."""
+    from data_fixtures import SIMS_HEADER, write_labels
+
+    from msa.data.labels import read_labels
+
+    row = ["video_0001", "00001", "words", "{}", "0.2", "0.2", "0.2", "Positive", "train"]
+    write_labels(tmp_path, [[*row[:3], "0.4", *row[4:]]], SIMS_HEADER, name="meta.csv")
+    write_labels(tmp_path, [[*row[:3], "-0.8", *row[4:]]], SIMS_HEADER, name="label.csv")
+    with caplog.at_level("WARNING", logger="msa.data.labels"):
+        frame = read_labels(tmp_path, "simsv2")
+    assert frame["label"].tolist() == [0.4] and frame.attrs["label_file"] == str(tmp_path / "meta.csv")
+    assert f"simsv2: reading {tmp_path / 'meta.csv'}; {tmp_path / 'label.csv'} beside it is not read" in caplog.text
+    assert read_labels(tmp_path, "sims")["label"].tolist() == [-0.8]
