@@ -132,7 +132,8 @@ def checkpoint_best(ckpt_path: str | Path) -> dict:
     ``{}`` when it had validated nothing."""
     import torch
 
-    best = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get("msa_best") or {}
+    # As Lightning loads it (weights_only=False: the file is this project's own checkpoint); mmap: no tensor read.
+    best = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True).get("msa_best") or {}
     if best.get("score") is None or not math.isfinite(best["score"]):
         return {}
     return {"score": best["score"], "epoch": best.get("epoch"),
