@@ -280,3 +280,54 @@ def test_simsv2_reads_meta_csv_and_names_the_label_csv_beside_it(tmp_path, caplo
     assert frame["label"].tolist() == [0.4] and frame.attrs["label_file"] == str(tmp_path / "meta.csv")
     assert f"simsv2: reading {tmp_path / 'meta.csv'}; {tmp_path / 'label.csv'} beside it is not read" in caplog.text
     assert read_labels(tmp_path, "sims")["label"].tolist() == [-0.8]
+
+
+class KillInValidation(L.Callback):
+    """SIGKILLs its own process at the first validation batch of ``epoch``: a real kill, no cleanup."""
+
+    def __init__(self, epoch: int = 0):
+        self.epoch = epoch
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if not trainer.sanity_checking and trainer.current_epoch == self.epoch:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_sft_killed_in_validation_resumes_in_a_new_run_dir_and_validates_that_epoch(cache_dir, tmp_path):
+    """python train.py stage=sft, killed (SIGKILL) in epoch 0's validation, then resumed from its last.ckpt
+    in another run directory as the README says: one last.ckpt (step 2: the step that ends epoch 0 is not
+    written before its validation), both epochs validated after the resume, and checkpoints/best of the
+    resumed run is a validated epoch with its score (never the last weights)."""
+    import csv
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    args = [a for a in SFT if a != "logger=none"] + ["logger=csv", "sft.max_epochs=2",
+                                                      "callbacks.step_checkpoint.every_n_train_steps=2"]
+    env = dict(os.environ, MSA_CACHE=str(cache_dir), HF_HUB_OFFLINE="1", WANDB_MODE="offline",
+               PYTHONPATH=str(ROOT / "tests"))
+
+    def launch(*extra):
+        return subprocess.run([sys.executable, "train.py", *args, *extra], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=900)
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    r = launch(f"hydra.run.dir={a}", f"+callbacks.kill._target_={__name__}.KillInValidation")
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert ckpt_steps(a / "checkpoints") == {"last.ckpt": 2}
+    r = launch(f"hydra.run.dir={b}", f"ckpt_path={a / 'checkpoints' / 'last.ckpt'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = list(csv.DictReader(open(next((b / "sft").rglob("metrics.csv")))))
+    assert sorted(int(row["epoch"]) for row in rows if row.get("val/score")) == [0, 1]
+    assert [n for n in ckpt_steps(b / "checkpoints") if n.startswith("last")] == ["last.ckpt"]
+    meta = export_meta(b / "checkpoints" / "best")
+    assert meta["epoch"] in (0, 1) and meta["val_score"] is not None
+    saved = json.loads((b / "metrics.json").read_text())["sft_train"]
+    assert saved["best_epoch"] == meta["epoch"] and saved["steps"] == 8
