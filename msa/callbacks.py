@@ -2,16 +2,20 @@
 checkpoint and learning-rate callbacks) as ``_target_`` nodes; :func:`msa.stages.common.build_trainer`
 builds them with :func:`msa.runtime.instantiate`.
 
-    SkipCounter  sums the clips a loader skipped (``data.on_error=skip``), logs them per epoch and feeds
-                 the data module's :class:`msa.data.datamodule.SkipReport`
+    SkipCounter     sums the clips a loader skipped (``data.on_error=skip``), logs them per epoch and feeds
+                    the data module's :class:`msa.data.datamodule.SkipReport`
+    LastCheckpoint  the one ``last.ckpt`` to resume from: every N optimizer steps and at each epoch end
 """
 
 from __future__ import annotations
 
 import collections
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities import rank_zero_info
 
 from msa.data.datamodule import SkipReport
@@ -71,4 +75,65 @@ class SkipCounter(L.Callback):
         self._end(pl_module, "predict", log_it=False)  # Lightning does not log in predict
 
 
-__all__ = ["SkipCounter"]
+class LastCheckpoint(Checkpoint):
+    """Writes ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` optimizer steps (None: never mid-epoch)
+    and at the end of every training epoch, after that epoch's validation; always the newest state.
+
+    One writer, one file: two Lightning ``ModelCheckpoint`` with ``save_last`` in one folder write
+    ``last.ckpt`` and ``last-v1.ckpt``, either of them the older, and since Lightning 2.6 a monitoring one
+    writes ``last`` only when the epoch improved its monitor. The file is replaced atomically, so a kill
+    while writing leaves the previous one.
+
+    A step that ends an epoch whose validation follows is not written there: a checkpoint taken between
+    the last batch and the validation resumes into the next epoch (Lightning treats the epoch as done),
+    so a crash during validation would lose that epoch's validation, and with it the chance that the
+    epoch becomes ``best``. The previous write then resumes before the end of the epoch, which trains
+    the remaining batches and validates; the epoch-end write follows the validation.
+    """
+
+    FILE = "last.ckpt"
+
+    def __init__(self, dirpath: str | os.PathLike | None = None, every_n_train_steps: int | None = None):
+        if every_n_train_steps is not None and every_n_train_steps < 1:
+            raise ValueError(f"every_n_train_steps must be >= 1 or None, got {every_n_train_steps!r}")
+        self.dirpath = Path(dirpath) if dirpath is not None else None
+        self.every_n_train_steps = every_n_train_steps
+        self._saved_step: int | None = None
+
+    @property
+    def path(self) -> Path:
+        if self.dirpath is None:
+            raise ValueError("LastCheckpoint needs a dirpath (the stage sets <stage>.checkpoint_dir)")
+        return self.dirpath / self.FILE
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        n, step = self.every_n_train_steps, trainer.global_step
+        if not n or step == 0 or step % n or step == self._saved_step or trainer.sanity_checking:
+            return
+        if self._validation_follows(trainer):
+            return  # written after the validation instead (class docstring)
+        self._save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking and not trainer.fast_dev_run:
+            self._save(trainer)
+
+    @staticmethod
+    def _validation_follows(trainer) -> bool:
+        """Whether this batch ends the epoch and the epoch's validation runs after it."""
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or not trainer.enable_validation:
+            return False
+        every = trainer.check_val_every_n_epoch
+        return every is None or (trainer.current_epoch + 1) % every == 0
+
+    def _save(self, trainer) -> None:
+        path = self.path
+        tmp = path.with_name(f".{path.name}.tmp")
+        trainer.save_checkpoint(tmp)  # every rank takes part; rank 0 writes; ends with a barrier
+        if trainer.is_global_zero:
+            os.replace(tmp, path)
+        trainer.strategy.barrier("LastCheckpoint")
+        self._saved_step = trainer.global_step
+
+
+__all__ = ["LastCheckpoint", "SkipCounter"]

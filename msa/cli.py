@@ -29,13 +29,17 @@ def one_line(e: BaseException) -> str:
 def precheck(args: list[str], config_dir: Path, config_name: str = "train") -> None:
     """Exit with ``error: <key>: <reason>`` when the overrides cannot compose or validate."""
     overrides = [a for a in args if not a.startswith("-")]
+    import msa.config  # noqa: F401  registers the schema
+    from msa.config import ConfigError, check_added_keys, validate
+
+    try:  # sweeps too: +sft.max_epoch=1,2 is as silent in every job
+        check_added_keys([a for a in args if a.startswith("+")], config_dir)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
     if _is_sweep(args) or any(a.startswith("--") for a in args):  # --help, --cfg, --info: Hydra's own
         return
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-
-    import msa.config  # noqa: F401  registers the schema
-    from msa.config import ConfigError, validate
 
     GlobalHydra.instance().clear()
     try:

@@ -52,6 +52,10 @@ class TrainSchema:
 
 
 ConfigStore.instance().store(name="schema", node=TrainSchema)
+if not OmegaConf.has_resolver("msa.unique_dir"):  # conf/hydra: run directories two launches never share
+    from msa.runtime import claim_dir
+
+    OmegaConf.register_new_resolver("msa.unique_dir", claim_dir, use_cache=True)
 
 
 class ConfigError(ValueError):
@@ -61,6 +65,73 @@ class ConfigError(ValueError):
 def _check(cond: bool, key: str, msg: str) -> None:
     if not cond:
         raise ConfigError(f"{key}: {msg}")
+
+
+def _number(cfg: DictConfig, key: str, *, at_least: float | None = None, above: float | None = None,
+            integer: bool = False) -> None:
+    """``key`` holds a number (an integer when ``integer``) within the bound, or ConfigError naming it:
+    ``data.batch_size=two`` fails here with the key, not as a comparison between str and int."""
+    value = OmegaConf.select(cfg, key)
+    kinds = (int,) if integer else (int, float)
+    what = "an integer" if integer else "a number"
+    _check(isinstance(value, kinds) and not isinstance(value, bool), key, f"must be {what}, got {value!r}")
+    if at_least is not None:
+        _check(value >= at_least, key, f"must be >= {at_least}, got {value!r}")
+    if above is not None:
+        _check(value > above, key, f"must be > {above}, got {value!r}")
+
+
+# Groups whose keys are fixed by their conf/ options: a key added with +key=... that none of the options
+# has is a typo (+sft.max_epoch=5 would be ignored). The data node also takes the data module's
+# arguments; trainer takes the Lightning Trainer's. _target_ groups (logger, callbacks) take any node.
+CHECKED_GROUPS = ("cot", "sft", "grpo", "eval", "data", "model", "teacher", "paths", "trainer")
+
+
+def known_keys(group: str, config_dir: Path) -> set[str]:
+    """Every dotted key (nodes and leaves) that some option of ``conf/<group>`` defines, plus, for
+    ``data``, the data modules' arguments, and for ``trainer``, the Lightning Trainer's."""
+    import inspect
+
+    def walk(node, prefix: str):
+        if isinstance(node, DictConfig):
+            for k in node.keys():
+                keys.add(f"{prefix}{k}")
+                walk(node._get_node(k), f"{prefix}{k}.")
+
+    keys: set[str] = set()
+    for yaml in sorted((config_dir / group).glob("*.yaml")):
+        walk(OmegaConf.load(yaml), f"{group}.")
+    if group == "data":
+        from msa.data.datamodule import DATAMODULES, GENERATION_KEYS, MSADataModule
+
+        for cls in (MSADataModule, *DATAMODULES.values()):  # the subclasses pass **kwargs on to the base
+            keys |= {f"data.{p}" for p in inspect.signature(cls.__init__).parameters if p != "self"}
+        keys |= {f"data.{k}" for k in GENERATION_KEYS}
+    if group == "trainer":
+        import lightning as L
+
+        keys |= {f"trainer.{p}" for p in inspect.signature(L.Trainer.__init__).parameters if p != "self"}
+    return keys
+
+
+def check_added_keys(overrides: list[str], config_dir: Path) -> None:
+    """ConfigError for a ``+key=value`` (or ``++``) override that adds a key no option of its group has,
+    naming the key and the closest one there is."""
+    import difflib
+
+    for arg in overrides:
+        if not arg.startswith("+") or "=" not in arg:
+            continue
+        key = arg.lstrip("+").split("=", 1)[0].strip()
+        group = key.split(".", 1)[0]
+        if "." not in key or "@" in key or "/" in key or group not in CHECKED_GROUPS:
+            continue  # +experiment=..., +callbacks.<new>..., +hydra....: not a group's fixed key
+        known = known_keys(group, config_dir)
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"{key}: not a key of {group}{hint}; +{key}=... would add a key that nothing reads")
 
 
 def _one_of(cfg: DictConfig, key: str, allowed: tuple) -> None:
@@ -94,7 +165,9 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.data.name in DATASETS, "data.name", f"unknown dataset {cfg.data.name!r}; known: {', '.join(DATASETS)}")
     _one_of(cfg, "data.on_error", ("raise", "skip"))
     _one_of(cfg, "data.cache", ("all", "audio", "none"))
-    _check(cfg.data.batch_size >= 1, "data.batch_size", "must be >= 1")
+    _number(cfg, "data.batch_size", at_least=1, integer=True)
+    if cfg.data.get("eval_batch_size") is not None:  # null: batch_size
+        _number(cfg, "data.eval_batch_size", at_least=1, integer=True)
     _check(any(cfg.data.modalities.values()), "data.modalities", "at least one modality must be on")
     cap = cfg.data.get("max_prompt_tokens")
     _check(cap is None or (isinstance(cap, int) and cap >= 1), "data.max_prompt_tokens",
@@ -115,6 +188,13 @@ def validate(cfg: DictConfig) -> None:
         _check(Path(cfg.init_from).exists(), "init_from", f"{cfg.init_from} does not exist")
     if cfg.ckpt_path:
         _check(Path(cfg.ckpt_path).exists(), "ckpt_path", f"{cfg.ckpt_path} does not exist")
+        resumed = [s for s in run if s in ("sft", "grpo")]
+        _check(len(resumed) > 0, "ckpt_path",
+               f"resumes a training stage (sft or grpo), and stage.run={run} trains nothing; to score a trained "
+               "policy, give its export: init_from=<run>/checkpoints/best (sft) or .../final (grpo)")
+        _check(len(resumed) == 1, "ckpt_path",
+               f"resumes one training stage, and stage.run={run} has {resumed}: resume the interrupted stage on "
+               "its own (stage=sft ckpt_path=..., then stage=grpo init_from=<sft run>/checkpoints/best)")
 
     # Loggers and callbacks are built from their _target_ (msa.runtime.instantiate); null or empty: left out.
     for key in ("logger", *(f"callbacks.{name}" for name in cfg.get("callbacks") or {})):
@@ -130,19 +210,21 @@ def validate(cfg: DictConfig) -> None:
            "(stage=sft, then stage=grpo init_from=<run>/checkpoints/best)")
     if "cot" in run:
         _one_of(cfg, "teacher.kind", ("rule", "hf", "vllm"))
-        _check(cfg.cot.num_samples >= 1, "cot.num_samples", "must be >= 1")
+        _number(cfg, "cot.num_samples", at_least=1, integer=True)
     if "sft" in run:
         _one_of(cfg, "sft.answer", ("dc", "score"))
-        _check(cfg.sft.lr > 0, "sft.lr", "must be > 0")
+        _number(cfg, "sft.lr", above=0)
+        _number(cfg, "sft.max_epochs", at_least=1, integer=True)
         if cfg.sft.answer == "dc" and "cot" not in run:
             _check(Path(str(cfg.sft.cot)).exists(), "sft.cot", f"{cfg.sft.cot} does not exist (run stage=cot first)")
     if "grpo" in run:
         g = cfg.grpo
+        _number(cfg, "grpo.num_generations", integer=True)
         _check(g.num_generations >= 2, "grpo.num_generations", "GRPO needs at least 2 generations per prompt")
-        _check(g.beta >= 0, "grpo.beta", "must be >= 0")
-        _check(g.epsilon > 0, "grpo.epsilon", "must be > 0")
-        _check(g.num_iterations >= 1, "grpo.num_iterations", "must be >= 1")
-        _check(g.temperature > 0, "grpo.temperature", "must be > 0 (GRPO samples)")
+        _number(cfg, "grpo.beta", at_least=0)
+        _number(cfg, "grpo.epsilon", above=0)
+        _number(cfg, "grpo.num_iterations", at_least=1, integer=True)
+        _number(cfg, "grpo.temperature", above=0)
         _one_of(cfg, "grpo.loss_type", ("grpo", "dapo", "dr_grpo"))
         _one_of(cfg, "grpo.importance_sampling_level", ("token", "sequence"))
         _one_of(cfg, "grpo.scale_rewards", ("group", "batch", "none"))
@@ -167,7 +249,11 @@ def validate(cfg: DictConfig) -> None:
                 _check(name in ("text", "audio", "video"), f"eval.modalities.{name}", "unknown modality")
             _check(any(cfg.eval.modalities.values()), "eval.modalities", "at least one modality must be on")
     if any(s in run for s in ("sft", "grpo", "eval")):  # each ends with a pass over the eval targets
-        _one_of(cfg, "eval.split", ("train", "valid", "test"))
+        from msa.data.labels import MODE_ALIASES
+
+        _check(str(cfg.eval.split).strip().lower() in MODE_ALIASES, "eval.split",
+               f"{cfg.eval.split!r} is not one of train, valid, test (or the aliases val, dev, validation)")
+        _number(cfg, "eval.batch_size", at_least=1, integer=True)
         for d in cfg.eval.datasets or []:
             _check(d in DATASETS, "eval.datasets", f"unknown dataset {d!r}; known: {', '.join(DATASETS)}")
         from msa.plan import eval_targets

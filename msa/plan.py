@@ -60,8 +60,11 @@ def eval_targets(cfg: DictConfig) -> list[DataTarget]:
     ``eval.datasets`` defaults to the data choice's ``data.eval_datasets`` (``[data.name]``; the demo
     adds its MOSI-like twin), so a preset can never pick them.
     """
+    from msa.data.labels import MODE_ALIASES
+
     names = list(cfg.eval.datasets or [cfg.data.name])
-    return [DataTarget(name, data_root(cfg, name), str(cfg.eval.split)) for name in names]
+    split = MODE_ALIASES.get(str(cfg.eval.split).strip().lower(), str(cfg.eval.split))  # val, dev -> valid
+    return [DataTarget(name, data_root(cfg, name), split) for name in names]
 
 
 def answer_range(cfg: DictConfig, policy_dir: str | Path | None) -> str:

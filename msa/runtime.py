@@ -42,6 +42,29 @@ class RunContext:
         summarize_to_wandb(key, value)
 
 
+def claim_dir(path: str) -> str:
+    """``path``, created here, or the first free ``path_1``, ``path_2``, ... when it exists already.
+
+    Hydra's run directories are named by the second (``outputs/<task>/<time>``): two runs launched in
+    the same second would share one, each overwriting the other's config, exports and metrics. Creating
+    the directory is the claim (``mkdir`` fails when it exists, atomically, also between processes).
+    Registered as the resolver ``${msa.unique_dir:<path>}`` (conf/hydra), cached, so every later reading
+    of ``hydra.run.dir`` in the run (Lightning's DDP launcher passes it to the other ranks) gets this one.
+    """
+    import itertools
+
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for k in itertools.count():
+        candidate = base if k == 0 else base.with_name(f"{base.name}_{k}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return str(candidate)
+    raise AssertionError("unreachable")
+
+
 def is_rank_zero() -> bool:
     """True outside DDP and on global rank 0 (Lightning's launcher sets RANK/LOCAL_RANK for the others)."""
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0

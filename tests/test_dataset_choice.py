@@ -100,8 +100,8 @@ def test_command_line_targets_win_and_need_roots(make_cfg, dataset_roots):
         validate(make_cfg("stage=eval", "data=sims", f"data.root={sims}", "eval.datasets=[sims,mosi]"))
     with pytest.raises(ConfigError, match=r"^data.root: .*does not exist"):
         validate(make_cfg("stage=eval", "data=mosei", f"data.root={sims}/nowhere"))
-    with pytest.raises(ConfigError, match=r"^eval.split: 'val' is not one of train, valid, test"):
-        validate(make_cfg("stage=eval", "eval.split=val"))
+    with pytest.raises(ConfigError, match=r"^eval.split: 'holdout' is not one of train, valid, test"):
+        validate(make_cfg("stage=eval", "eval.split=holdout"))  # val, dev, validation are valid's aliases
 
 
 def test_an_export_answers_in_the_range_it_was_trained_on(make_cfg, dataset_roots, tmp_path):

@@ -11,8 +11,6 @@ from omegaconf import OmegaConf
 # What Lightning stores a ModelCheckpoint's state under in a checkpoint file (resume finds it by this key).
 BEST = "ModelCheckpoint{'monitor': %r, 'mode': 'max', 'every_n_train_steps': 0, 'every_n_epochs': 1, " \
        "'train_time_interval': None}"
-EVERY_20 = "ModelCheckpoint{'monitor': None, 'mode': 'min', 'every_n_train_steps': 20, 'every_n_epochs': 0, " \
-           "'train_time_interval': None}"
 
 
 def trainer_for(cfg, stage: str):
@@ -28,24 +26,25 @@ def trainer_for(cfg, stage: str):
 
 def kinds(trainer) -> list[str]:
     return [type(c).__name__ for c in trainer.callbacks if type(c).__module__.startswith(("msa", "lightning"))
-            and type(c).__name__ in ("SkipCounter", "ModelCheckpoint", "LearningRateMonitor")]
+            and type(c).__name__ in ("SkipCounter", "ModelCheckpoint", "LastCheckpoint", "LearningRateMonitor")]
 
 
 def test_sft_trainer_gets_the_callbacks_and_csv_logger_of_the_config(make_cfg):
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
+    from msa.callbacks import LastCheckpoint
+
     cfg = make_cfg("logger=csv")
     ctx, trainer = trainer_for(cfg, "sft")
     out = Path(cfg.paths.output_dir)
     # Lightning moves the checkpoint callbacks last; the rest keep the config's order
-    assert kinds(trainer) == ["SkipCounter", "LearningRateMonitor", "ModelCheckpoint", "ModelCheckpoint"]
-    best, every = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    assert kinds(trainer) == ["SkipCounter", "LearningRateMonitor", "ModelCheckpoint", "LastCheckpoint"]
+    (best,) = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
     assert (best.dirpath, best.filename, best.monitor, best.save_top_k, best.save_last) == \
-        (str(out / "checkpoints"), "sft-{step}", "val/score", 1, True)
+        (str(out / "checkpoints"), "sft-{step}", "val/score", 1, False)
     assert best.state_key == BEST % "val/score"
-    assert (every.dirpath, every.save_top_k, every.save_last, every.filename) == \
-        (str(out / "checkpoints"), 0, True, None)
-    assert every.state_key == EVERY_20
+    (last,) = [c for c in trainer.callbacks if isinstance(c, LastCheckpoint)]  # the only last.ckpt writer
+    assert (last.path, last.every_n_train_steps) == (out / "checkpoints" / "last.ckpt", 20)
     (lr,) = [c for c in trainer.callbacks if isinstance(c, LearningRateMonitor)]
     assert lr.logging_interval == "step"
     assert type(trainer.logger).__name__ == "CSVLogger" and ctx.loggers == [trainer.logger]
@@ -56,19 +55,23 @@ def test_sft_trainer_gets_the_callbacks_and_csv_logger_of_the_config(make_cfg):
 def test_grpo_monitors_nothing_and_keeps_last_only(make_cfg):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from msa.callbacks import LastCheckpoint
+
     cfg = make_cfg("logger=csv")
     _, trainer = trainer_for(cfg, "grpo")
-    best, every = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
-    assert (best.filename, best.monitor, best.save_top_k) == ("grpo-{step}", None, 0)
-    assert best.dirpath == every.dirpath == str(Path(cfg.grpo.checkpoint_dir))
-    assert best.state_key == BEST % None and every.state_key == EVERY_20
+    (best,) = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    (last,) = [c for c in trainer.callbacks if isinstance(c, LastCheckpoint)]
+    assert (best.filename, best.monitor, best.save_top_k, best.save_last) == ("grpo-{step}", None, 0, False)
+    assert best.dirpath == str(last.dirpath) == str(Path(cfg.grpo.checkpoint_dir))
+    assert best.state_key == BEST % None
     assert Path(trainer.logger.log_dir) == Path(cfg.paths.output_dir) / "grpo"
 
 
 def test_no_logger_no_lr_monitor_and_null_steps_mean_epoch_ends_only(make_cfg):
     _, trainer = trainer_for(make_cfg("logger=none", "callbacks.step_checkpoint.every_n_train_steps=null"), "sft")
     assert trainer.logger is None
-    assert kinds(trainer) == ["SkipCounter", "ModelCheckpoint"]
+    assert kinds(trainer) == ["SkipCounter", "ModelCheckpoint", "LastCheckpoint"]
+    assert trainer.callbacks[-1].every_n_train_steps is None  # last.ckpt at epoch ends only
     _, trainer = trainer_for(make_cfg("callbacks.lr_monitor=null", "callbacks.step_checkpoint=null"), "sft")
     assert kinds(trainer) == ["SkipCounter", "ModelCheckpoint"] and trainer.logger is not None
 

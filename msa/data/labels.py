@@ -68,10 +68,17 @@ def clip_path(root: str | Path, video_id: str, clip_id: str) -> Path:
 
 
 def find_label_file(root: str | Path, dataset: str) -> Path:
+    """The dataset's label file in ``root``: ``meta.csv`` (then ``meta(s).csv``) for CH-SIMS v2, as its
+    release names it, ``label.csv`` for the others; another of :data:`LABEL_FILES` beside it is not read,
+    with a warning naming both (a converted copy or a stray file must not be read silently)."""
     root = Path(root)
-    for name in LABEL_FILES:
-        if (root / name).is_file():
-            return root / name
+    order = (*LABEL_FILES[1:], LABEL_FILES[0]) if dataset == "simsv2" else LABEL_FILES
+    found = [root / name for name in order if (root / name).is_file()]
+    if found:
+        if len(found) > 1:
+            log.warning("%s: reading %s; %s beside it is not read", dataset, found[0],
+                        ", ".join(str(f) for f in found[1:]))
+        return found[0]
     raise LabelFileError(f"{dataset}: no label file in {root} (looked for {', '.join(LABEL_FILES)})")
 
 

@@ -47,7 +47,7 @@ def build_trainer(ctx, stage: str, *, monitor: str | None, ckpt_dir: str, **over
 
     One callbacks config serves every stage of a run, so the values that differ between stages are set
     here: the checkpoints' directory, the file name ``<stage>-{step}`` and the monitored metric (a stage
-    that monitors nothing keeps ``last.ckpt`` only).
+    that monitors nothing keeps ``last.ckpt`` only, which ``step_checkpoint`` writes).
     """
     import lightning as L
 
@@ -66,8 +66,6 @@ def build_trainer(ctx, stage: str, *, monitor: str | None, ckpt_dir: str, **over
     for name, node in (cfg.callbacks or {}).items():
         if name == "lr_monitor" and logger is None:  # it logs through the logger
             continue
-        if name == "step_checkpoint" and node and node.get("every_n_train_steps") is None:
-            continue  # null: last.ckpt at epoch ends only, which "checkpoint" writes already
         callback = instantiate(node, **per_stage.get(name, {}))
         if callback is not None:
             callbacks.append(callback)

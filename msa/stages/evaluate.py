@@ -11,8 +11,9 @@ The answer format, the range the model answers in and the modalities it reads co
 unless ``eval.answer``/``eval.range_dataset``/``eval.modalities`` set them (:mod:`msa.exports`; the plan
 says which); scores are mapped to each target's range before its metrics.
 Writes ``<run>/<stage>/predictions.jsonl`` (id, dataset, split, label, completion, parsed fields, prediction,
-per-sample rewards) and ``metrics.json`` (dataset -> metric -> value, parse_fail_rate, clamp_rate, n),
-and logs the predictions as a W&B table when ``logger=wandb``.
+per-sample rewards) and ``metrics.json`` (dataset -> metric -> value, parse_fail_rate, clamp_rate, n, and
+``skipped``: the clips of the split left out under ``data.on_error=skip``, not in n), and logs the
+predictions as a W&B table when ``logger=wandb``.
 """
 
 from __future__ import annotations
@@ -55,13 +56,22 @@ def evaluate_policy(ctx, policy, *, stage: str, answer: str) -> dict:
         dm.setup("test")
         records, t0 = [], time.perf_counter()
         for batch in tqdm(dm.dataloader(target.split), desc=f"eval {ds} {target.split}", leave=False):
+            dm.skip_report.add(target.split, batch.get("skipped", []))
             if not batch["ids"]:
                 continue
             texts = generate_texts(policy.model, policy.tokenizer, _to(batch, device), max_new_tokens=ecfg.max_new_tokens,
                                    use_audio_in_video=batch["use_audio_in_video"])
             batch_records = prediction_records(texts, batch, dataset=ds, range_dataset=range_ds, answer=answer)
             records += [{**r, "split": target.split} for r in batch_records]
+        skipped = dm.skip_report.total(target.split)
+        if skipped:  # the metrics are of the clips that remain: say so, with the first few and why
+            log.warning("%s %s: %d of %d clips skipped (data.on_error=skip), not scored: %s", ds, target.split,
+                        skipped, skipped + len(records),
+                        "; ".join(f"{i} ({why})" for _, i, why in dm.skip_report.examples[:5]))
+        if not records:
+            raise ValueError(f"{ds} {target.split}: every clip was skipped ({skipped}), nothing to score")
         results[ds] = summarize(records, ds)
+        results[ds]["skipped"] = skipped
         results[ds]["clips_per_s"] = len(records) / max(1e-9, time.perf_counter() - t0)
         all_records += records
     with (out_dir / "predictions.jsonl").open("w", encoding="utf-8") as f:

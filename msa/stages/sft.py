@@ -10,7 +10,12 @@ generates, parses and scores with the eval stage's code (``val/<dataset>/<metric
 epoch by ``val/score`` (acc3 + acc2 - MAE/range, see :func:`msa.evaluation.selection_score`) is
 exported to ``checkpoints/best`` (peft adapter or full weights) for ``init_from=``; Lightning
 checkpoints (``checkpoints/*.ckpt``) hold the trainable weights plus optimizer/scheduler/loop state
-for an exact ``ckpt_path=`` resume.
+for an exact ``ckpt_path=`` resume, and the best epoch so far (score, epoch, where it was exported).
+
+``checkpoints/best`` only ever holds a validated epoch, with its epoch and score in ``msa_policy.json``.
+A run resumed into a new run directory whose best epoch is still the one of the checkpoint copies that
+epoch's export from the checkpoint's run (and refuses to start when that export is gone or holds another
+epoch). A run in which no validation ran exports its last weights as ``checkpoints/final``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 
 from msa.cot.records import check_against_labels
@@ -89,6 +95,8 @@ class SFTModule(PolicyModule):
         self.export_dir = Path(export_dir) if export_dir else None
         self.best_score = -math.inf
         self.best_metrics: dict | None = None
+        self.best_epoch: int | None = None  # None: no epoch validated yet (in this run or the one resumed)
+        self.best_export: str | None = None  # where that epoch was exported (the checkpoint's run, after a resume)
         self._val_records: list[dict] = []
 
     def training_step(self, batch, batch_idx):
@@ -119,7 +127,9 @@ class SFTModule(PolicyModule):
         self.log("val/parse_fail_rate", metrics["parse_fail_rate"], sync_dist=True)
         self.log("val/score", score, prog_bar=True, sync_dist=True)
         if score > self.best_score and not self.trainer.sanity_checking:
-            self.best_score, self.best_metrics = score, metrics
+            self.best_score, self.best_metrics, self.best_epoch = score, metrics, self.current_epoch
+            if self.export_dir is not None:
+                self.best_export = str(self.export_dir / "best")
             if self.export_dir is not None and self.trainer.is_global_zero:
                 export_policy(self.policy, self.export_dir / "best",
                               extra={"stage": "sft", "epoch": self.current_epoch, "val_score": score,
@@ -132,13 +142,86 @@ class SFTModule(PolicyModule):
 
     def on_save_checkpoint(self, checkpoint):
         super().on_save_checkpoint(checkpoint)  # RNG states (dropout)
-        checkpoint["msa_best"] = {"score": self.best_score, "metrics": self.best_metrics}
+        checkpoint["msa_best"] = {"score": self.best_score, "metrics": self.best_metrics, "epoch": self.best_epoch,
+                                  "export": self.best_export}
 
     def on_load_checkpoint(self, checkpoint):
         super().on_load_checkpoint(checkpoint)
         best = checkpoint.get("msa_best")
         if best:  # so a resumed run does not overwrite a better export with a worse epoch
             self.best_score, self.best_metrics = best["score"], best["metrics"]
+            self.best_epoch, self.best_export = best.get("epoch"), best.get("export")
+
+
+def checkpoint_best(ckpt_path: str | Path) -> dict:
+    """The best epoch a Lightning checkpoint of this stage had seen: ``{"score", "epoch", "export"}``, the
+    export defaulting to ``best/`` beside the checkpoint (checkpoints written before the path was saved);
+    ``{}`` when it had validated nothing."""
+    import torch
+
+    # As Lightning loads it (weights_only=False: the file is this project's own checkpoint); mmap: no tensor read.
+    best = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True).get("msa_best") or {}
+    if best.get("score") is None or not math.isfinite(best["score"]):
+        return {}
+    return {"score": best["score"], "epoch": best.get("epoch"),
+            "export": best.get("export") or str(Path(ckpt_path).parent / "best")}
+
+
+def check_resumed_best(ckpt_path: str | Path, best_dir: Path) -> None:
+    """Before a resume trains: when the checkpoint's best epoch was exported elsewhere (another run
+    directory), that export must still be there and hold that epoch, since this run's ``best`` is a copy
+    of it unless a later epoch scores higher. Raises naming the checkpoint, the export and what to do."""
+    best = checkpoint_best(ckpt_path)
+    if not best or Path(best["export"]).resolve() == best_dir.resolve():
+        return
+    problem = _export_mismatch(Path(best["export"]), best)
+    if problem:
+        raise FileNotFoundError(
+            f"ckpt_path={ckpt_path}: its best epoch so far (epoch {best['epoch']}, val/score {best['score']:.4f}) "
+            f"was exported to {best['export']}, which {problem}. This run would have no export of that epoch to "
+            f"call checkpoints/best. Resume in the checkpoint's run directory (hydra.run.dir=<that run>), or "
+            f"restore that export")
+
+
+def _export_mismatch(export: Path, best: dict) -> str | None:
+    """Why ``export`` is not the export of ``best`` (None when it is)."""
+    meta = export / "msa_policy.json"
+    if not meta.is_file():
+        return "does not exist" if not export.exists() else "has no msa_policy.json"
+    saved = json.loads(meta.read_text())
+    if saved.get("epoch") != best["epoch"] or saved.get("val_score") != best["score"]:
+        return (f"holds epoch {saved.get('epoch')} (val/score {saved.get('val_score')}): it was overwritten after "
+                "the checkpoint")
+    return None
+
+
+def settle_export(module: SFTModule, policy, ckpt_dir: Path, *, dataset: str, answer: str) -> Path:
+    """The export this run hands on: ``best`` (this run's, or the resumed checkpoint's best epoch copied
+    from its run), or ``final`` when no epoch was ever validated (never last weights under ``best``)."""
+    best = ckpt_dir / "best"
+    if module.best_epoch is None:
+        final = ckpt_dir / "final"
+        log.warning("sft: no validation ran (sft.val_every_n_epochs=%s, trainer limits), so there is no best "
+                    "epoch: the last weights are exported as %s", module.trainer.check_val_every_n_epoch, final)
+        export_policy(policy, final, extra={"stage": "sft", "step": module.global_step, "val_score": None,
+                                            "weights": "final (no validation ran)", "dataset": dataset,
+                                            "range_dataset": dataset, "answer": answer,
+                                            "modalities": module.modalities})
+        return final
+    source = Path(module.best_export or best)
+    if source.resolve() != best.resolve():  # resumed into a new run dir, no later epoch better than the checkpoint's
+        problem = _export_mismatch(source, {"epoch": module.best_epoch, "score": module.best_score})
+        if problem:
+            raise FileNotFoundError(f"sft: the best epoch ({module.best_epoch}) was exported to {source}, which "
+                                    f"{problem}; not exporting other weights as {best}")
+        if best.exists():
+            shutil.rmtree(best)
+        shutil.copytree(source, best)
+        log.info("sft: best epoch %s (val/score %.4f) is the resumed checkpoint's: copied %s to %s",
+                 module.best_epoch, module.best_score, source, best)
+    elif not (best / "msa_policy.json").is_file():
+        raise FileNotFoundError(f"sft: the best epoch ({module.best_epoch}) was exported to {best}, which is gone")
+    return best
 
 
 def run(ctx) -> dict:
@@ -169,16 +252,15 @@ def run(ctx) -> dict:
                             accumulate_grad_batches=cfg.sft.accumulate_grad_batches,
                             gradient_clip_val=cfg.sft.gradient_clip_val,
                             check_val_every_n_epoch=cfg.sft.val_every_n_epochs)
+    if cfg.ckpt_path:
+        check_resumed_best(cfg.ckpt_path, Path(cfg.sft.checkpoint_dir) / "best")
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
     if not trainer.is_global_zero:  # DDP: rank 0 exports and evaluates
         return {}
-    best = Path(cfg.sft.checkpoint_dir) / "best"
-    if not best.exists():  # no validation ran (e.g. fast_dev_run): export the last weights
-        export_policy(policy, best, extra={"stage": "sft", "dataset": dataset, "answer": cfg.sft.answer,
-                                           "modalities": enabled_modalities(cfg.data.modalities)})
-    ctx.artefacts["policy"] = str(best)
-    results = test_policy(ctx, "sft", best, answer=cfg.sft.answer)
-    ctx.record("sft_train", {"best_val_score": module.best_score, "steps": trainer.global_step,
-                             "best_val": module.best_metrics})
+    export = settle_export(module, policy, Path(cfg.sft.checkpoint_dir), dataset=dataset, answer=cfg.sft.answer)
+    ctx.artefacts["policy"] = str(export)
+    results = test_policy(ctx, "sft", export, answer=cfg.sft.answer)
+    ctx.record("sft_train", {"best_val_score": module.best_score, "best_epoch": module.best_epoch,
+                             "export": str(export), "steps": trainer.global_step, "best_val": module.best_metrics})
     ctx.record("sft", results)
     return results
