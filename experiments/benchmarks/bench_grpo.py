@@ -31,6 +31,9 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MODES = {"prompt": (("shared", dict(shared_prompt=True, reuse_encoder_outputs=True)),
                     ("naive", dict(shared_prompt=False, reuse_encoder_outputs=True))),
@@ -71,12 +74,11 @@ def worker(args) -> None:
     mcfg = OmegaConf.create(dict(tiny_size=args.size, cache_dir=args.cache, dtype="float32", use_audio_in_video=True,
                                  lora=dict(enabled=True, r=8, alpha=16, dropout=0.0)))
     policy = load_policy(mcfg)
-    g = OmegaConf.create(dict(num_generations=args.G, temperature=1.0, top_p=1.0, max_new_tokens=args.new_tokens,
-                              beta=0.1, epsilon=0.2, epsilon_high=None, num_iterations=1, loss_type="grpo",
-                              scale_rewards="group", reward_weights={"format": 1, "polarity": 1, "score": 1},
-                              score_form="linear", hard_rule="all_wrong", hard_threshold=None, lr=1e-5,
-                              weight_decay=0.0, warmup_steps=0, max_grad_norm=1.0, max_steps=args.steps,
-                              log_completions_every=0, checkpoint_dir="unused", **flags))
+    # The project's own GRPO node (conf/grpo/default.yaml), so new keys reach the benchmark; only the
+    # sizes, the compared flags and the paths differ.
+    g = OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "grpo" / "default.yaml"),
+                        dict(num_generations=args.G, max_new_tokens=args.new_tokens, max_steps=args.steps, lr=1e-5,
+                             log_completions_every=0, checkpoint_dir="unused", **flags))
     tokens = {"n": 0, "rows": 0, "t": 0.0, "prompt": []}
 
     def timed_sample(*a, **k):
