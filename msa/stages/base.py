@@ -73,6 +73,12 @@ class PolicyModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint):
         set_rng_state(checkpoint.get("msa_rng"))
 
+    def zero_loss(self) -> torch.Tensor:
+        """A loss of 0 that touches every trainable parameter, for a DDP rank with nothing to learn (its batch
+        skipped, every GRPO group dropped): backpropagating it keeps the rank in each gradient all-reduce, so
+        the other ranks do not wait on it, and it steps with their averaged gradients like they do."""
+        return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
+
     def adamw_warmup_cosine(self, *, lr: float, weight_decay: float, warmup_steps: int) -> dict:
         """AdamW over the trainable parameters; linear warmup, then cosine to zero at the last step."""
         params = list(trainable_parameters(self.model).values())
