@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from msa.models import set_train_mode, trainable_parameters
+from msa.models.loader import export_digest
 from msa.schedules import warmup_cosine
 
 
@@ -50,6 +51,7 @@ class PolicyModule(L.LightningModule):
         # Lightning keeps the modes it finds (and restores them after validation): the language model must
         # be in train mode for gradient checkpointing and dropout to act; the frozen towers stay in eval.
         set_train_mode(policy)
+        self._init_record: dict | None = None  # the export the base was merged from (see init_record)
 
     def state_dict(self, *args, **kwargs):
         # Only what training changes: the adapter (or, with full fine-tuning, the unfrozen weights).
@@ -66,12 +68,38 @@ class PolicyModule(L.LightningModule):
                 f"model.dtype): AdamW steps of ~lr round away in low precision. Keep them fp32: "
                 "trainer.precision=bf16-mixed (trainer=gpu) with LoRA, or model.dtype=float32 for full fine-tuning")
 
+    def init_record(self) -> dict:
+        """The export this policy's base was merged from (``init_from``): its path and weights digest (None
+        for none). Hashed once per run; the checkpoints record it so a resume onto another base is refused."""
+        if self._init_record is None:
+            init = self.policy.init
+            self._init_record = {"path": str(init) if init else None, "digest": export_digest(init) if init else None}
+        return self._init_record
+
     def on_save_checkpoint(self, checkpoint):
         # Sampling and dropout draw from the global RNGs; Lightning does not save them, an exact resume needs them.
         checkpoint["msa_rng"] = rng_state()
+        checkpoint["msa_init"] = self.init_record()
 
     def on_load_checkpoint(self, checkpoint):
+        self._check_init(checkpoint.get("msa_init"))
         set_rng_state(checkpoint.get("msa_rng"))
+
+    def _check_init(self, saved: dict | None) -> None:
+        """The checkpoint's adapter only means what it was trained as on the same base (and, in GRPO, the same
+        KL reference): refuse a resume whose ``init_from`` holds other weights, or none. Checkpoints written
+        before the record was kept pass unchecked."""
+        if saved is None:
+            return
+        mine = self.init_record()
+        if saved["digest"] == mine["digest"]:
+            return
+        ckpt = getattr(self._trainer, "ckpt_path", None) if self._trainer is not None else None
+        def name(rec):
+            return f"init_from={rec['path']} (weights sha256 {rec['digest'][:12]})" if rec["digest"] else "no init_from"
+        raise ValueError(f"ckpt_path={ckpt or '<checkpoint>'} was trained on {name(saved)}, but this run has "
+                         f"{name(mine)}: resuming would continue its adapter on another base and another "
+                         f"reference. Pass the checkpoint's init_from, or start without ckpt_path")
 
     def zero_loss(self) -> torch.Tensor:
         """A loss of 0 that touches every trainable parameter, for a DDP rank with nothing to learn (its batch
