@@ -20,15 +20,28 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def seed_rank(seed: int, stage: str, rank: int | str) -> int:
-    """The seed of DDP rank ``rank`` in ``stage``: rank 0 keeps ``stable_seed(seed, stage)`` (a one-process
-    run draws what it always drew), every other rank a stream of its own, so that the ranks' rollouts and
-    dropout masks are not copies of each other's (TRL seeds each device apart the same way).
+def seed_rank(shared: int, rank: int | str) -> int:
+    """The seed of DDP rank ``rank`` given the seed all ranks share (``PL_GLOBAL_SEED``, a stage's
+    ``stable_seed(seed, stage)``): rank 0 keeps it (a one-process run draws what it always drew), every other
+    rank gets a stream of its own, so that the ranks' rollouts and dropout masks are not copies of each
+    other's (TRL seeds each device apart the same way).
 
-    >>> seed_rank(0, "grpo", 0) == stable_seed(0, "grpo") != seed_rank(0, "grpo", 1)
-    True
+    >>> seed_rank(7, 0), seed_rank(7, 1) == seed_rank(7, 1) != seed_rank(7, 2)
+    (7, True)
     """
-    return stable_seed(seed, stage) if rank in (0, "0") else stable_seed(seed, stage, "rank", rank)
+    return shared if rank in (0, "0") else stable_seed(shared, "rank", rank) % 2**32
+
+
+def seed_globals(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global RNGs (CUDA's too) without touching ``PL_GLOBAL_SEED``."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def launch_rank() -> int | str:

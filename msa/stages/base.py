@@ -3,6 +3,7 @@ only the trainable weights plus the RNG states, and AdamW with warmup + cosine."
 
 from __future__ import annotations
 
+import os
 import random
 
 import lightning as L
@@ -11,6 +12,7 @@ import torch
 
 from msa.models import set_train_mode, trainable_parameters
 from msa.models.loader import export_digest
+from msa.seeding import seed_globals, seed_rank
 from msa.schedules import warmup_cosine
 
 
@@ -52,6 +54,13 @@ class PolicyModule(L.LightningModule):
         # be in train mode for gradient checkpointing and dropout to act; the frozen towers stay in eval.
         set_train_mode(policy)
         self._init_record: dict | None = None  # the export the base was merged from (see init_record)
+
+    def setup(self, stage: str) -> None:
+        # Lightning's DDP setup has just reseeded every rank with PL_GLOBAL_SEED (reset_seed): one stream on
+        # all ranks, so their rollouts would be copies. Each rank draws from its own (rank 0's is that seed).
+        # Before on_load_checkpoint, which restores each rank's saved states on a resume.
+        if self.trainer.world_size > 1:
+            seed_globals(seed_rank(int(os.environ.get("PL_GLOBAL_SEED", 0)), self.global_rank))
 
     def state_dict(self, *args, **kwargs):
         # Only what training changes: the adapter (or, with full fine-tuning, the unfrozen weights).

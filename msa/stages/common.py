@@ -34,24 +34,19 @@ def seed_stage(seed: int, stage: str) -> int:
     pipeline draw the same numbers. Each DDP rank draws from a stream of its own
     (:func:`msa.seeding.seed_rank`; rank 0's is the one-process run's): with one shared stream the ranks'
     rollouts were correlated. Their LoRA inits differ too, which is harmless: DDP starts every rank from
-    rank 0's weights. ``PL_GLOBAL_SEED`` stays (seed, stage)'s on every rank (samplers that shuffle with
+    rank 0's weights. Lightning's DDP setup reseeds every rank with ``PL_GLOBAL_SEED`` when a fit starts;
+    :meth:`msa.stages.base.PolicyModule.setup` then seeds each rank apart again. ``PL_GLOBAL_SEED`` stays (seed, stage)'s on every rank (samplers that shuffle with
     it must agree across ranks). Code that runs only on a cold cache (building the tiny model,
     generating the demo set) uses RNGs of its own.
     """
-    import random
-
     import lightning as L
-    import numpy as np
-    import torch
 
-    from msa.seeding import launch_rank, seed_rank, stable_seed
+    from msa.seeding import launch_rank, seed_globals, seed_rank, stable_seed
 
     shared = L.seed_everything(stable_seed(seed, stage) % 2**32, workers=True, verbose=False)
-    own = seed_rank(seed, stage, launch_rank()) % 2**32
+    own = seed_rank(shared, launch_rank())
     if own != shared:
-        random.seed(own)
-        np.random.seed(own)
-        torch.manual_seed(own)  # CUDA generators too
+        seed_globals(own)
     return own
 
 
