@@ -558,3 +558,31 @@ def test_resume_refuses_a_checkpoint_trained_on_another_export(tiny_cfg, gcfg, t
         module(None).on_load_checkpoint(checkpoint)
     shutil.copytree(a, tmp_path / "sft_a_moved")
     module(tmp_path / "sft_a_moved").on_load_checkpoint(checkpoint)
+
+
+def test_a_checkpoint_of_another_world_size_keeps_the_seeded_stream_and_says_so(tiny_cfg, gcfg, tmp_path, caplog):
+    """The checkpoint holds one RNG state per DDP rank; each rank restores its own. A one-process run given a
+    2-rank checkpoint cannot resume exactly: it keeps its stream and warns (an old single-state checkpoint,
+    a dict, is rank 0's and restores in a one-process run)."""
+    import logging
+
+    from msa.stages.base import rng_state
+
+    module = GRPOModule(load_policy(tiny_cfg(*LORA_R4)), gcfg(), dataset="demo", hint=True, hard=True,
+                        out_dir=tmp_path)
+    torch.manual_seed(1)
+    saved = rng_state()
+    torch.manual_seed(2)
+    other = rng_state()
+    expected = torch.rand(3)
+    torch.manual_seed(2)
+    with caplog.at_level(logging.WARNING):
+        module.on_load_checkpoint({"msa_rng": [saved, other]})
+    assert torch.equal(torch.rand(3), expected)
+    assert "RNG states of 2 process(es), this run has 1" in caplog.text
+    module.on_load_checkpoint({"msa_rng": saved})  # written before: one state
+    after_old = torch.rand(3)
+    module.on_load_checkpoint({"msa_rng": [saved]})
+    assert torch.equal(torch.rand(3), after_old)
+    torch.manual_seed(1)
+    assert torch.equal(torch.rand(3), after_old)

@@ -3,6 +3,7 @@ only the trainable weights plus the RNG states, and AdamW with warmup + cosine."
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 
@@ -13,21 +14,25 @@ import torch
 from msa.models import set_train_mode, trainable_parameters
 from msa.models.loader import export_digest
 from msa.seeding import seed_globals, seed_rank
+
+log = logging.getLogger(__name__)
 from msa.schedules import warmup_cosine
 
 
 def rng_state() -> dict:
-    """Every global RNG a training step draws from (sampling in GRPO, dropout in SFT).
+    """Every global RNG this process draws from in a training step (sampling in GRPO, dropout in SFT).
 
     Lightning checkpoints do not hold them; without them a resumed GRPO run samples other rollouts than
-    the uninterrupted run would have. Stored under ``checkpoint["msa_rng"]`` by :class:`PolicyModule`.
+    the uninterrupted run would have. Under DDP each rank's are gathered into the checkpoint by
+    :class:`PolicyModule` (``checkpoint["msa_rng"]``: one per rank). CUDA: this process's device only (a
+    DDP rank's other devices' generators belong to the other ranks).
     """
     # Plain types and tensors only: Lightning loads checkpoints with torch.load(weights_only=True).
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {"python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
                                                     gauss], "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()  # the current device's
     return state
 
 
@@ -40,7 +45,22 @@ def set_rng_state(state: dict | None) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        if isinstance(state["cuda"], (list, tuple)):  # written before: every device's, by one process
+            torch.cuda.set_rng_state_all(state["cuda"])
+        else:
+            torch.cuda.set_rng_state(state["cuda"])
+
+
+def gather_rng_states() -> list[dict]:
+    """:func:`rng_state` of every DDP rank, in rank order, on every rank (one process: its own). All ranks must
+    call it together: Lightning calls ``on_save_checkpoint`` on every rank, rank 0 writes the file."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return [rng_state()]
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, rng_state())
+    return states
 
 
 class PolicyModule(L.LightningModule):
@@ -87,12 +107,28 @@ class PolicyModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):
         # Sampling and dropout draw from the global RNGs; Lightning does not save them, an exact resume needs them.
-        checkpoint["msa_rng"] = rng_state()
+        checkpoint["msa_rng"] = gather_rng_states()  # one per rank: each rank restores its own
         checkpoint["msa_init"] = self.init_record()
 
     def on_load_checkpoint(self, checkpoint):
         self._check_init(checkpoint.get("msa_init"))
-        set_rng_state(checkpoint.get("msa_rng"))
+        self._restore_rng(checkpoint.get("msa_rng"))
+
+    def _restore_rng(self, saved) -> None:
+        """This rank's saved RNG states. A checkpoint of another world size cannot resume exactly (its data
+        shards differ too): then every rank keeps the stream it was seeded with, and a warning says so."""
+        if not saved:
+            return
+        states = [saved] if isinstance(saved, dict) else list(saved)  # a dict: written before, rank 0's only
+        world = self.trainer.world_size if self._trainer is not None else 1
+        rank = self.global_rank if self._trainer is not None else 0
+        if len(states) == world:
+            set_rng_state(states[rank])
+            return
+        if rank == 0:
+            log.warning("the checkpoint holds the RNG states of %d process(es), this run has %d: each keeps the "
+                        "stream it was seeded with, so the resumed run does not draw what an uninterrupted one "
+                        "would have (resume with as many processes for an exact resume)", len(states), world)
 
     def _check_init(self, saved: dict | None) -> None:
         """The checkpoint's adapter only means what it was trained as on the same base (and, in GRPO, the same
