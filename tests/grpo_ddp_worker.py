@@ -1,11 +1,17 @@
-"""Two-process (gloo) GRPO step in which one rank has nothing to learn; launched by test_grpo_ddp.py.
+"""Two-process (gloo) GRPO runs; launched by test_grpo_ddp.py.
 
-    python tests/grpo_ddp_worker.py dropped|skipped OUT_DIR CACHE_DIR
+    python tests/grpo_ddp_worker.py dropped|skipped|resume OUT_DIR CACHE_DIR
 
 ``dropped``: rank 0's rollouts all have the wrong polarity and hard=false drops its groups; ``skipped``:
 rank 0's whole batch is skipped (``data.on_error=skip`` leaves no clip). Rank 1 learns normally in both.
-Lightning re-runs this script for rank 1. Each rank writes its trainable weights (before and after),
-LR and global step to OUT_DIR/rank{r}.pt.
+Each rank writes its trainable weights (before and after), LR and global step to OUT_DIR/rank{r}.pt.
+
+``resume``: real sampling, each rank seeded as a stage starts (``seed_stage``): 3 steps uninterrupted into
+OUT_DIR/full, then 2 steps into OUT_DIR/cut and 1 more resumed from its last.ckpt; every step's rollouts
+of each rank are in <run>/completions/completions_<step>_rank<r>.parquet, the final weights in
+<run>/rank{r}.pt. The three fits share one launch (the process group outlives a fit).
+
+Lightning re-runs this script for rank 1.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from msa.stages.grpo import GRPOModule
 from scripted_rollouts import rollout_from_texts
 
 
-def main(case: str, out: str, cache: str) -> None:
+def demo_data(cache: str) -> DemoDataModule:
+    """4 clips with a clear polarity: one batch of 2 per rank."""
     from transformers import AutoProcessor
 
     from msa.models.tiny import ensure_tiny
@@ -40,6 +47,48 @@ def main(case: str, out: str, cache: str) -> None:
     from msa.data.dataset import MSADataset
 
     dm.datasets["train"] = MSADataset(dm.frames["train"], "demo", dm.cache, modalities=dm.modalities)
+    return dm
+
+
+class _StopAt(L.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:  # the same step on both ranks
+            trainer.should_stop = True
+
+
+def resume(out: str, cache: str) -> None:
+    from msa.stages.common import seed_stage
+
+    dm = demo_data(cache)
+    paths = dict(cache_dir=Path(cache), output_dir=Path(out))
+    g = compose_node("grpo", ["grpo.num_generations=4", "grpo.max_new_tokens=12", "grpo.lr=1e-3",
+                              "grpo.max_steps=3", "grpo.log_completions_every=1"], **paths)
+
+    def fit(run: Path, stop_at=None, ckpt_path=None):
+        seed_stage(0, "grpo")  # as train.py does when the stage starts: each rank its own stream
+        policy = load_policy(compose_node("model", LORA_R4, **paths))
+        module = GRPOModule(policy, g, dataset="demo", hint=True, hard=True, out_dir=run)
+        ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=run / "ckpt", save_last=True, every_n_train_steps=1)
+        trainer = L.Trainer(max_steps=3, logger=False, enable_progress_bar=False, limit_val_batches=0,
+                            accelerator="cpu", strategy="ddp", devices=2,
+                            callbacks=[ckpt] + ([_StopAt(stop_at)] if stop_at else []))
+        trainer.fit(module, train_dataloaders=dm.train_dataloader(), ckpt_path=ckpt_path)
+        torch.save({"step": trainer.global_step,
+                    "after": {k: v.detach().clone() for k, v in trainable_parameters(policy.model).items()}},
+                   run / f"rank{trainer.global_rank}.pt")
+
+    fit(Path(out) / "full")
+    fit(Path(out) / "cut", stop_at=2)
+    fit(Path(out) / "cut", ckpt_path=str(Path(out) / "cut" / "ckpt" / "last.ckpt"))
+
+
+def main(case: str, out: str, cache: str) -> None:
+    if case == "resume":
+        return resume(out, cache)
+    dm = demo_data(cache)
 
     def fake_sample(model, thinker, tokenizer, batch, media, rows, *, group_size, prefills=None, **kw):
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0

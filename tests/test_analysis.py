@@ -192,3 +192,51 @@ def test_hint_ablation_script_scores_the_conflict_clips_and_the_prompts_hard_at_
     assert row["hard@start n"] == 3 and row["hard@start mae"] == pytest.approx(0.2)
     assert row["hard@start polarity right"] == pytest.approx(2 / 3)
     assert row["hard@start still hard"] == pytest.approx(1 / 3)
+
+
+def test_hint_ablation_script_scores_mosi_family_subsets_and_the_probe_on_the_training_set_only(tmp_path):
+    """A MOSI-family training set (no ``acc2`` key: ``acc2_has0``/``acc2_non0``) raised KeyError 'acc2', and
+    the training-set probe was scored against every eval target (here also the cross target ``demo``).
+    Numbers by hand (MOSI scale): conflict clips a (-1.8, predicted 1.2) and b (2.4, 1.8): acc2_has0 =
+    acc2_non0 = 0.5, MAE (3.0 + 0.6) / 2 = 1.8. Probe: labels -1.8, 0.6, 2.4, greedy -0.6, 0.0, 2.4 ->
+    MAE 0.6, acc2_has0 3/3 (0.0 counts as non-negative), acc2_non0 2/3 (0.0 is not positive)."""
+    import importlib.util
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    spec = importlib.util.spec_from_file_location(
+        "hint_plot3", Path(__file__).resolve().parent.parent / "experiments" / "hint_ablation" / "plot.py")
+    plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot)
+
+    data = tmp_path / "data"
+    data.mkdir()
+    pd.DataFrame({"video_id": ["v", "v", "v"], "clip_id": ["a", "b", "c"], "text": ["x", "y", "z"],
+                  "label": [-1.8, 2.4, 0.6], "mode": ["test"] * 3, "conflict": [1, 1, 0]}
+                 ).to_csv(data / "label.csv", index=False)
+    job = tmp_path / "job"
+    (job / "grpo").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create({"stage": {"run": ["grpo"]}, "init_from": "sft", "hint": True, "hard": True,
+                                     "seed": 0, "grpo": {"hint_mode": "replace"},
+                                     "data": {"name": "hard_mosi", "root": str(data)}}), job / "resolved_config.yaml")
+    (job / "metrics.json").write_text(json.dumps({"grpo": {
+        "hard_mosi": {"acc2_has0": 0.7, "acc2_non0": 0.7, "mae": 0.5, "parse_fail_rate": 0.0},
+        "demo": {"acc2": 0.6, "mae": 0.4, "parse_fail_rate": 0.0}}}))
+    preds = [("v$_$a", -1.8, 1.2, "positive"), ("v$_$b", 2.4, 1.8, "positive"), ("v$_$c", 0.6, 0.6, "positive")]
+    (job / "grpo" / "predictions.jsonl").write_text("".join(
+        json.dumps({"id": i, "dataset": "hard_mosi", "label": y, "prediction": p, "parsed_polarity": t}) + "\n"
+        for i, y, p, t in preds))
+    pd.DataFrame({"step": range(5), "reward": [1.0] * 5, "own_reward": [1.0] * 5,
+                  "hard/frac": [0.2] * 5}).to_csv(job / "grpo" / "train_history.csv", index=False)
+    pd.DataFrame({"id": ["t1", "t2", "t3"], "label": [-1.8, 0.6, 2.4], "n_right": [0, 1, 2],
+                  "greedy_polarity_right": [True, False, True], "greedy_prediction": [-0.6, 0.0, 2.4],
+                  "greedy_parse_fail": [False] * 3}).to_parquet(job / plot.PROBE)
+
+    row = plot.summary(job)
+    assert row["hard_mosi conflict n"] == 2
+    assert row["hard_mosi conflict acc2_has0"] == 0.5 and row["hard_mosi conflict acc2_non0"] == 0.5
+    assert row["hard_mosi conflict mae"] == pytest.approx(1.8)
+    assert row["hard@start n"] == 3 and row["hard@start mae"] == pytest.approx(0.6)
+    assert row["hard@start acc2_has0"] == 1.0 and row["hard@start acc2_non0"] == pytest.approx(2 / 3)
+    assert "hard@start acc2" not in row  # the probe is not scored with the cross target's (SIMS) metrics

@@ -524,3 +524,65 @@ def test_a_run_whose_every_prompt_stays_hard_ends_at_max_steps(tiny_cfg, gcfg, d
     assert calls["step"] == 3 and trainer.global_step == 0 and module.idle_steps == 3
     assert [h["step"] for h in module.history] == [0, 1, 2]
     assert [h["skipped_step"] for h in module.history] == [1.0, 1.0, 1.0]
+
+
+def test_resume_refuses_a_checkpoint_trained_on_another_export(tiny_cfg, gcfg, tmp_path):
+    """A GRPO checkpoint did not record the export it was trained on: ``ckpt_path=`` with another or no
+    ``init_from`` loaded its adapter onto another base (and another KL reference) silently. Now it records
+    the export's weights digest and a mismatch is refused naming both; a moved copy of the same export passes."""
+    import shutil
+
+    from msa.models import export_policy
+
+    def trained_export(name, seed):
+        policy = load_policy(tiny_cfg(*LORA_R4))
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for n, p in policy.model.named_parameters():
+                if "lora_B" in n:
+                    p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+        return export_policy(policy, tmp_path / name, extra={"stage": "sft", "epoch": 1, "val_score": 1.0})
+
+    a, b = trained_export("sft_a", 1), trained_export("sft_b", 2)
+
+    def module(init_from):
+        return GRPOModule(load_policy(tiny_cfg(*LORA_R4), init_from=init_from), gcfg(), dataset="demo", hint=True,
+                          hard=True, out_dir=tmp_path / "out")
+
+    checkpoint = {}
+    module(a).on_save_checkpoint(checkpoint)
+    with pytest.raises(ValueError, match=r"was trained on init_from=.*sft_a \(weights sha256 \w{12}\), but this "
+                                         r"run has init_from=.*sft_b \(weights sha256"):
+        module(b).on_load_checkpoint(checkpoint)
+    with pytest.raises(ValueError, match=r"was trained on init_from=.*sft_a .*but this run has no init_from"):
+        module(None).on_load_checkpoint(checkpoint)
+    shutil.copytree(a, tmp_path / "sft_a_moved")
+    module(tmp_path / "sft_a_moved").on_load_checkpoint(checkpoint)
+
+
+def test_a_checkpoint_of_another_world_size_keeps_the_seeded_stream_and_says_so(tiny_cfg, gcfg, tmp_path, caplog):
+    """The checkpoint holds one RNG state per DDP rank; each rank restores its own. A one-process run given a
+    2-rank checkpoint cannot resume exactly: it keeps its stream and warns (an old single-state checkpoint,
+    a dict, is rank 0's and restores in a one-process run)."""
+    import logging
+
+    from msa.stages.base import rng_state
+
+    module = GRPOModule(load_policy(tiny_cfg(*LORA_R4)), gcfg(), dataset="demo", hint=True, hard=True,
+                        out_dir=tmp_path)
+    torch.manual_seed(1)
+    saved = rng_state()
+    torch.manual_seed(2)
+    other = rng_state()
+    expected = torch.rand(3)
+    torch.manual_seed(2)
+    with caplog.at_level(logging.WARNING):
+        module.on_load_checkpoint({"msa_rng": [saved, other]})
+    assert torch.equal(torch.rand(3), expected)
+    assert "RNG states of 2 process(es), this run has 1" in caplog.text
+    module.on_load_checkpoint({"msa_rng": saved})  # written before: one state
+    after_old = torch.rand(3)
+    module.on_load_checkpoint({"msa_rng": [saved]})
+    assert torch.equal(torch.rand(3), after_old)
+    torch.manual_seed(1)
+    assert torch.equal(torch.rand(3), after_old)

@@ -207,6 +207,34 @@ def test_lora_exports_reload_to_the_trained_policy_through_the_chain(tiny_cfg, t
         assert torch.equal(logits(_eval_loader(mcfg, tmp_path / "third")), third_end)
 
 
+def test_export_refreshes_init_when_the_earlier_exports_weights_differ_under_the_same_manifest(tiny_cfg, tmp_path):
+    """Two SFT exports with one msa_policy.json text (two seeds, same epoch and score) but other weights: a
+    re-export into the same directory on top of the second kept the first one's ``init/`` copy (decided by
+    the manifest's text). Now decided by the weights' digest."""
+    from msa.models import export_policy
+    from msa.models.loader import export_digest
+
+    mcfg = tiny_cfg(*LORA_R4)
+    extra = {"stage": "sft", "epoch": 3, "val_score": 1.5}
+    sft = load_policy(mcfg)
+    _train_lora(sft, 1)
+    export_policy(sft, tmp_path / "sft_seed0", extra=extra)
+    _train_lora(sft, 2)
+    export_policy(sft, tmp_path / "sft_seed1", extra=extra)
+    assert (tmp_path / "sft_seed0" / "msa_policy.json").read_text() == (tmp_path / "sft_seed1" / "msa_policy.json").read_text()
+    assert export_digest(tmp_path / "sft_seed0") != export_digest(tmp_path / "sft_seed1")
+    grpo = load_policy(mcfg, init_from=tmp_path / "sft_seed0")
+    export_policy(grpo, tmp_path / "grpo")
+    assert export_digest(tmp_path / "grpo" / "init") == export_digest(tmp_path / "sft_seed0")
+    grpo.init = tmp_path / "sft_seed1"  # another run exporting into the same directory
+    export_policy(grpo, tmp_path / "grpo")
+    assert export_digest(tmp_path / "grpo" / "init") == export_digest(tmp_path / "sft_seed1")
+    # a moved copy of an export has its digest
+    import shutil
+    shutil.copytree(tmp_path / "sft_seed1", tmp_path / "moved")
+    assert export_digest(tmp_path / "moved") == export_digest(tmp_path / "sft_seed1")
+
+
 def test_a_damaged_checkpoint_names_its_file(tiny_dir, tmp_path):
     """A truncated model.safetensors (an interrupted copy, a full disk) raised a SafetensorError naming nothing."""
     import shutil

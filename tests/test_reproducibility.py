@@ -63,6 +63,39 @@ def test_each_stage_draws_from_seed_and_stage_only(make_cfg, monkeypatch):
     assert not torch.equal(draws["grpo"], pipeline["grpo"])
 
 
+def test_each_ddp_rank_draws_from_its_own_stream(monkeypatch):
+    """seed_stage seeded every DDP rank alike, so the ranks sampled correlated rollouts (identical texts for
+    different prompts on the tiny model). Each rank now draws from (seed, stage, rank), read from the
+    launcher's environment as the stage starts; rank 0 (and a one-process run) keeps (seed, stage)'s stream,
+    and PL_GLOBAL_SEED, which seeds samplers that must shuffle alike on every rank, stays shared."""
+    import os
+    import random
+
+    import numpy as np
+    import torch
+
+    from msa.stages.common import seed_stage
+
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(key, raising=False)
+    seed_stage(0, "grpo")
+    alone = (torch.rand(4), np.random.rand(), random.random())
+    draws, shared = {}, {}
+    for rank in ("0", "1", "2"):
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        seed_stage(0, "grpo")
+        draws[rank] = (torch.rand(4), np.random.rand(), random.random())
+        shared[rank] = os.environ["PL_GLOBAL_SEED"]
+    assert torch.equal(draws["0"][0], alone[0]) and draws["0"][1:] == alone[1:]
+    for a, b in (("0", "1"), ("0", "2"), ("1", "2")):
+        assert not torch.equal(draws[a][0], draws[b][0]), (a, b)
+        assert draws[a][1] != draws[b][1] and draws[a][2] != draws[b][2], (a, b)
+    assert shared["0"] == shared["1"] == shared["2"]
+    monkeypatch.setenv("NODE_RANK", "1")  # Lightning's launcher on a second node: LOCAL_RANK repeats per node
+    seed_stage(0, "grpo")
+    assert not torch.equal(torch.rand(4), draws["2"][0])
+
+
 def test_a_cold_model_cache_leaves_the_rng_alone(tmp_path):
     """Building the tiny model on first use seeds its own init; the LoRA init and every draw after the load
     are those of a warm cache (before: the build reset the global RNG, so the fresh adapter and the GRPO

@@ -49,15 +49,18 @@ def job_name(job: Path) -> str:
                     + [f"hard={str(cfg.hard).lower()}", f"seed={cfg.seed}"])
 
 
+SUBSET_KEYS = ("acc2", "acc2_has0", "acc2_non0", "acc3", "mae")  # acc2: SIMS family; has0/non0: MOSI family
+
+
 def subset_metrics(predictions: pd.DataFrame, dataset: str, prefix: str) -> dict:
-    """acc2, acc3 and MAE (MMSA's definitions, msa.metrics) of a subset of predictions, and its size."""
+    """The 2-class accuracies (``acc2``, or MOSI's ``acc2_has0`` and ``acc2_non0``), acc3 and MAE (MMSA's
+    definitions for ``dataset``'s family, msa.metrics) of a subset of predictions, and its size."""
     from msa.metrics import sentiment_metrics
 
     if predictions.empty:
         return {}
     m = sentiment_metrics(predictions["prediction"].tolist(), predictions["label"].tolist(), dataset)
-    return {f"{prefix} acc2": m["acc2"], f"{prefix} acc3": m["acc3"], f"{prefix} mae": m["mae"],
-            f"{prefix} n": float(len(predictions))}
+    return {**{f"{prefix} {k}": m[k] for k in SUBSET_KEYS if k in m}, f"{prefix} n": float(len(predictions))}
 
 
 def tag_accuracy(predictions: pd.DataFrame, dataset: str) -> float:
@@ -91,10 +94,12 @@ def test_subsets(job: Path, stage: str, dataset: str) -> dict:
     return out
 
 
-def hard_start_metrics(job: Path, dataset: str) -> dict:
-    """The job's answers on the prompts that were hard at the start (``probe_hard_start.parquet``)."""
-    if not (job / PROBE).exists():
+def hard_start_metrics(job: Path) -> dict:
+    """The job's answers on the prompts that were hard at the start (``probe_hard_start.parquet``): training
+    prompts of the job's own dataset, so scored with that dataset's metrics, whatever the eval targets."""
+    if not (job / PROBE).exists() or not (job / "resolved_config.yaml").exists():
         return {}
+    dataset = run_config(job).data.name
     probe = pd.read_parquet(job / PROBE)
     greedy = probe.rename(columns={"greedy_prediction": "prediction"})
     out = subset_metrics(greedy, dataset, "hard@start")
@@ -118,7 +123,7 @@ def summary(job: Path) -> dict:
             if isinstance(met.get(k), float):
                 row[f"{ds} {k}"] = met[k]
         row.update(test_subsets(job, stage, ds))
-        row.update(hard_start_metrics(job, ds))
+    row.update(hard_start_metrics(job))
     return row
 
 

@@ -14,6 +14,7 @@ keeps the last adapter unmerged, as it was during training.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -286,7 +287,8 @@ def export_policy(policy: Policy, out_dir: str | Path, extra: dict | None = None
     policy.processor.save_pretrained(out)
     init = out / INIT_DIR
     if policy.lora and policy.init is not None:
-        if not (init / EXPORT_META).exists() or (init / EXPORT_META).read_text() != _meta_text(policy.init):
+        # By the weights, not the manifest: two SFT exports can share one msa_policy.json (same epoch and score)
+        if not init.exists() or export_digest(init) != export_digest(policy.init):
             shutil.rmtree(init, ignore_errors=True)  # re-exports of the same run (SFT's best epoch) keep it
             shutil.copytree(policy.init, init)  # a copy, not links: a later save into the source truncates in place
     elif init.exists():  # full weights hold everything; a stale chain would be merged under them
@@ -297,7 +299,21 @@ def export_policy(policy: Policy, out_dir: str | Path, extra: dict | None = None
     return out
 
 
-def _meta_text(export: Path) -> str | None:
-    meta = Path(export) / EXPORT_META
-    return meta.read_text() if meta.exists() else None
+def export_digest(export: str | Path) -> str:
+    """SHA-256 over what an export's policy is made of: every ``*.safetensors`` and ``adapter_config.json``
+    under it (its ``init/`` chain included), by relative path and bytes. Two exports with one digest reload
+    to the same policy, whatever their manifests say or wherever they were copied to."""
+    root = Path(export)
+    files = sorted(f for f in root.rglob("*") if f.is_file() and (f.suffix == ".safetensors"
+                                                                  or f.name == "adapter_config.json"))
+    if not files:
+        raise FileNotFoundError(f"{root}: no *.safetensors under it, so no export to identify")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        with f.open("rb") as fh:
+            while chunk := fh.read(1 << 24):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
 

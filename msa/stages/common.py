@@ -27,18 +27,27 @@ def load_stage_policy(ctx, init_from: str | None = None, *, trainable: bool = Fa
 
 
 def seed_stage(seed: int, stage: str) -> int:
-    """Seed every global RNG for ``stage`` from (seed, stage) alone, and return the value used.
+    """Seed every global RNG for ``stage`` from (seed, stage, DDP rank) alone, and return the value used.
 
     Called at each stage's start, so that what a stage samples (GRPO rollouts, dropout, LoRA init) does
     not depend on the stages that ran before it in the process: ``stage=grpo`` alone and inside a
-    pipeline draw the same numbers. Code that runs only on a cold cache (building the tiny model,
+    pipeline draw the same numbers. Each DDP rank draws from a stream of its own
+    (:func:`msa.seeding.seed_rank`; rank 0's is the one-process run's): with one shared stream the ranks'
+    rollouts were correlated. Their LoRA inits differ too, which is harmless: DDP starts every rank from
+    rank 0's weights. Lightning's DDP setup reseeds every rank with ``PL_GLOBAL_SEED`` when a fit starts;
+    :meth:`msa.stages.base.PolicyModule.setup` then seeds each rank apart again. ``PL_GLOBAL_SEED`` stays (seed, stage)'s on every rank (samplers that shuffle with
+    it must agree across ranks). Code that runs only on a cold cache (building the tiny model,
     generating the demo set) uses RNGs of its own.
     """
     import lightning as L
 
-    from msa.seeding import stable_seed
+    from msa.seeding import launch_rank, seed_globals, seed_rank, stable_seed
 
-    return L.seed_everything(stable_seed(seed, stage) % 2**32, workers=True, verbose=False)
+    shared = L.seed_everything(stable_seed(seed, stage) % 2**32, workers=True, verbose=False)
+    own = seed_rank(shared, launch_rank())
+    if own != shared:
+        seed_globals(own)
+    return own
 
 
 def build_trainer(ctx, stage: str, *, monitor: str | None, ckpt_dir: str, **overrides):

@@ -312,7 +312,7 @@ class GRPOModule(PolicyModule):
         passes = self.g.num_iterations if stepped else 1
         for i in range(passes):
             opt.zero_grad()
-            self.manual_backward(sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0)
+            self.manual_backward(self.zero_loss())
             if stepped:
                 self._step(opt, last=i == passes - 1)
         if not stepped:  # the same on every rank (rows_all is global)

@@ -101,7 +101,10 @@ class SFTModule(PolicyModule):
 
     def training_step(self, batch, batch_idx):
         if not batch["ids"]:  # every clip of the batch was skipped (data.on_error=skip)
-            return None
+            # One process: None skips the step. Under DDP Lightning refuses None and the other ranks would
+            # wait in their gradient all-reduce: a zero loss joins it (the step averages their gradients with
+            # this rank's zeros). Should every rank's batch be skipped at once, all take a zero-gradient step.
+            return self.zero_loss() if self.trainer.world_size > 1 else None
         out = self.model(**model_inputs(batch), labels=batch["labels"], use_audio_in_video=batch["use_audio_in_video"])
         self.log("train/loss", out.loss, prog_bar=True, batch_size=len(batch["ids"]))
         return out.loss
