@@ -354,7 +354,8 @@ def find_overlaps(clips: Sequence[ClipRef], headers: Mapping[str, object], *, ca
                 if frozenset((a, b)) not in found and os.path.abspath(a.path) != os.path.abspath(b.path):
                     add(a, b, "same content")
     order = {c: i for i, c in enumerate(clips)}
-    return sorted(found.values(), key=lambda o: (order[o.a], order[o.b]))
+    pairs = [o if order[o.a] < order[o.b] else Overlap(o.b, o.a, o.how) for o in found.values()]  # listed first
+    return sorted(pairs, key=lambda o: (order[o.a], order[o.b]))
 
 
 def check_split_overlap(clips: Sequence[ClipRef], headers: Mapping[str, object], *, dataset: str, root: str,
