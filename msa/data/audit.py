@@ -57,7 +57,7 @@ FP_BANDS = 24
 BAND_HZ = (80.0, 4000.0)  # below what a low-bitrate AAC encoder cuts
 SPECTRUM_FLOOR_DB = 40.0  # bands more than this below the strongest compare as equal (codec noise lives there)
 SPECTRUM_TOL_DB = 1.0
-FP_VERSION = 2  # cached fingerprints of another version are computed again
+FP_VERSION = 3  # cached fingerprints of another version are computed again
 TOLERANCES = (("frames", PIXEL_TOL), ("audio", AUDIO_TOL_DB), ("spectrum", SPECTRUM_TOL_DB))
 SILENCE_DB = -80.0  # loudness floor: digital silence and dither compare equal
 
@@ -156,7 +156,7 @@ def fingerprint(path: str | os.PathLike) -> dict:
     if kept:
         while len(kept) < FP_FRAMES:  # fewer frames than asked for: the last one again
             kept.append(kept[-1])
-        frames = [round(float(v), 1) for v in np.concatenate([k.ravel() for k in kept])]
+        frames = np.concatenate([k.ravel() for k in kept]).round().astype(int).tolist()  # whole grey levels
     samples = np.concatenate(parts)[:need] if parts else np.zeros(0, np.float32)
     sound = _loudness(samples)
     return {"frames": frames, "audio": sound, "spectrum": _spectrum(samples, sample_rate) if sound else None}
@@ -225,9 +225,6 @@ def fingerprints(paths: Iterable[str], store: Path | None = None, workers: int =
     def one(p: str):
         st = os.stat(p)
         ident = os.path.abspath(p)
-        rec = known.get(ident)
-        if rec and rec["size"] == st.st_size and rec["mtime_ns"] == st.st_mtime_ns and rec.get("v") == FP_VERSION:
-            return rec["fp"]
         try:
             fp = fingerprint(p)
         except MediaError as exc:
@@ -235,11 +232,19 @@ def fingerprints(paths: Iterable[str], store: Path | None = None, workers: int =
         fresh[ident] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "v": FP_VERSION, "fp": fp}
         return fp
 
-    if len(paths) < 8 or workers <= 1:
-        out = {p: one(p) for p in paths}
+    out = {}
+    for p in paths:  # the cached ones first, without threads (a second plan finds them all here)
+        st = os.stat(p)
+        rec = known.get(os.path.abspath(p))
+        if rec and rec["size"] == st.st_size and rec["mtime_ns"] == st.st_mtime_ns and rec.get("v") == FP_VERSION:
+            out[p] = rec["fp"]
+    missing = [p for p in paths if p not in out]
+    if len(missing) < 8 or workers <= 1:
+        out.update({p: one(p) for p in missing})
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            out = dict(zip(paths, pool.map(one, paths)))
+            out.update(zip(missing, pool.map(one, missing)))
+    out = {p: out[p] for p in paths}
     if store is not None and fresh:
         from msa.data.store import atomic_write
 
@@ -288,17 +293,21 @@ def _content_pairs(group: Sequence[ClipRef], fps: Mapping[str, Mapping]) -> Iter
     mats = {s: [matrix(parts[s], key, widths[key]) for key, _ in TOLERANCES] for s in splits}
     for i, s1 in enumerate(splits):
         for s2 in splits[i + 1:]:
-            for row, a in enumerate(parts[s1]):
-                ok = np.ones(len(parts[s2]), bool)
-                present = np.zeros(len(parts[s2]), bool)
+            n2 = len(parts[s2])
+            step = max(1, (1 << 22) // max(1, n2 * widths["frames"]))  # rows at a time: <= 16 MB of differences
+            for start in range(0, len(parts[s1]), step):
+                rows = slice(start, start + step)
+                ok = np.ones((len(parts[s1][rows]), n2), bool)
+                present = np.zeros_like(ok)
                 for m1, m2, (_, tol) in zip(mats[s1], mats[s2], TOLERANCES):
-                    has1, has2 = not np.isnan(m1[row, 0]), ~np.isnan(m2[:, 0])
-                    ok &= has2 == has1
-                    if has1:
-                        ok &= np.abs(m2 - m1[row]).mean(axis=1) <= tol
-                        present |= has2
-                for col in np.flatnonzero(ok & present):
-                    yield a, parts[s2][col]
+                    has1, has2 = ~np.isnan(m1[rows, 0]), ~np.isnan(m2[:, 0])
+                    ok &= has1[:, None] == has2[None, :]
+                    both = has1[:, None] & has2[None, :]
+                    dist = np.abs(m1[rows, None, :] - m2[None, :, :]).mean(axis=2)  # [rows, n2]
+                    ok &= ~both | (dist <= tol)
+                    present |= both
+                for r, c in zip(*np.nonzero(ok & present)):
+                    yield parts[s1][start + r], parts[s2][c]
 
 
 def find_overlaps(clips: Sequence[ClipRef], headers: Mapping[str, object], *, cache_dir: str | os.PathLike | None = None,
