@@ -166,6 +166,8 @@ def validate(cfg: DictConfig) -> None:
     _one_of(cfg, "data.on_error", ("raise", "skip"))
     _one_of(cfg, "data.cache", ("all", "audio", "none"))
     _number(cfg, "data.batch_size", at_least=1, integer=True)
+    overlap = cfg.data.get("allow_split_overlap", False)
+    _check(isinstance(overlap, bool), "data.allow_split_overlap", f"must be true or false, got {overlap!r}")
     if cfg.data.get("eval_batch_size") is not None:  # null: batch_size
         _number(cfg, "data.eval_batch_size", at_least=1, integer=True)
     _check(any(cfg.data.modalities.values()), "data.modalities", "at least one modality must be on")

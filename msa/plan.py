@@ -214,6 +214,8 @@ class SplitBudget:
     store: dict[str, int] = field(default_factory=dict)  # clip path -> bytes in the media store
     skipped: list[str] = field(default_factory=list)
     capped: int = 0
+    clip_refs: list = field(default_factory=list, repr=False)  # (id, path) of every clip of the split, in order
+    headers: dict = field(default_factory=dict, repr=False)  # path -> ClipHeaders, or the MediaError it raised
 
     def padded(self, seed: int = 0) -> tuple[float, float]:
         """(mean padded tokens per batch, share of them that is padding), batches as the loader makes them:
@@ -286,6 +288,8 @@ def budget_split(cfg: DictConfig, read: DataRead, frame) -> SplitBudget:
     media_on = any(m in mods for m in ("audio", "video"))
     where = store_dir(cfg)
     headers = read_many(frame["path"], store=store_file(where, read.root) if where else None) if media_on else {}
+    out.clip_refs = [(str(i), str(p)) for i, p in zip(frame["id"], frame["path"])]
+    out.headers = headers
     bad, unfit = [], []
     for clip_id, path, text in zip(frame["id"], frame["path"], frame["text"]):
         if not media_on:
@@ -339,6 +343,25 @@ def check_data(cfg: DictConfig) -> list[SplitBudget]:
             tables[key] = _label_table(cfg, read)
         out.append(budget_split(cfg, read, _split_frame(cfg, read, tables[key])))
     return out
+
+
+def check_overlap(cfg: DictConfig, budgets: list[SplitBudget]) -> tuple[int, str | None]:
+    """(pairs of clips the training dataset's splits read by this run share, the refusal naming them or
+    None), for a run that trains (sft, grpo); :func:`msa.data.audit.check_split_overlap` finds them, and
+    ``data.allow_split_overlap=true`` lets the run go on. Other runs: (0, None), nothing read."""
+    from msa.data.audit import ClipRef, check_split_overlap
+
+    if not any(s in ("sft", "grpo") for s in cfg.stage.run):
+        return 0, None
+    own = [b for b in budgets if b.read.name == cfg.data.name and b.read.root == str(cfg.data.root)]
+    clips = [ClipRef(b.read.split, i, p) for b in own for i, p in b.clip_refs]
+    headers = {k: v for b in own for k, v in b.headers.items()}
+    try:
+        found = check_split_overlap(clips, headers, dataset=str(cfg.data.name), root=str(cfg.data.root),
+                                    allow=bool(cfg.data.get("allow_split_overlap", False)), cache_dir=store_dir(cfg))
+    except ConfigError as exc:
+        return -1, str(exc)
+    return len(found), None
 
 
 def check_init_from(cfg: DictConfig) -> None:
@@ -518,5 +541,9 @@ def build_plan(cfg: DictConfig) -> Plan:
     check_init_from(cfg)
     rows = format_plan(plan_rows(cfg))
     budgets = check_data(cfg)
+    shared, overlap = check_overlap(cfg, budgets)
     text = rows + "\n" + format_budget(cfg, budgets)
-    return Plan(text=text, budgets=budgets, refusal=store_refusal(cfg, budgets))
+    if overlap or shared:
+        text += ("\n  splits   clips shared between the splits read: see the error below" if overlap else
+                 f"\n  splits   {shared} pairs of clips shared between the splits read (data.allow_split_overlap=true)")
+    return Plan(text=text, budgets=budgets, refusal=store_refusal(cfg, budgets) or overlap)

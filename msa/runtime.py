@@ -65,9 +65,23 @@ def claim_dir(path: str) -> str:
     raise AssertionError("unreachable")
 
 
+def global_rank() -> int:
+    """This process's rank in the run: ``RANK`` (torchrun), else ``SLURM_PROCID`` when SLURM started several
+    tasks (``srun``; the slurm launcher's ``nodes`` x ``tasks_per_node``, where Lightning's SLURM environment
+    makes each task one rank and starts no process itself), else ``LOCAL_RANK`` (Lightning's launcher on one
+    machine, whose workers inherit a one-task job's ``SLURM_PROCID=0``), else 0."""
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"])
+    if "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+        return int(env["SLURM_PROCID"])
+    return int(env.get("LOCAL_RANK", "0"))
+
+
 def is_rank_zero() -> bool:
-    """True outside DDP and on global rank 0 (Lightning's launcher sets RANK/LOCAL_RANK for the others)."""
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+    """True outside DDP and on global rank 0 (:func:`global_rank`): the one process that plans, writes
+    metrics.json and evaluates."""
+    return global_rank() == 0
 
 
 def gather_records(records: list[dict], key: str = "id") -> list[dict]:

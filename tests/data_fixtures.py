@@ -135,3 +135,31 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     }
     out["empty"].write_bytes(b"")
     return out
+
+
+def reencode(src: str | Path, dst: str | Path, *, codec: str = "mpeg4", bit_rate: int = 400_000,
+             audio_bit_rate: int = 48_000) -> Path:
+    """Decode ``src`` and encode its frames and sound again (another codec and bitrate by default): other
+    bytes, the same clip, as a copy of a clip in another split of a public dataset would be."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
+        vin = inp.streams.video[0] if inp.streams.video else None
+        ain = inp.streams.audio[0] if inp.streams.audio else None
+        if vin is not None:
+            vs = out.add_stream(codec, rate=vin.average_rate)
+            vs.width, vs.height, vs.pix_fmt, vs.bit_rate = vin.codec_context.width, vin.codec_context.height, "yuv420p", bit_rate
+        if ain is not None:
+            aus = out.add_stream("aac", rate=ain.codec_context.sample_rate, layout=ain.codec_context.layout.name)
+            aus.bit_rate = audio_bit_rate
+        if vin is not None:
+            for i, frame in enumerate(inp.decode(vin)):
+                frame = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+                frame.pts = i
+                out.mux(vs.encode(frame))
+            out.mux(vs.encode())
+        if ain is not None:
+            inp.seek(0)
+            planes = np.concatenate([f.to_ndarray() for f in inp.decode(ain)], axis=1)  # [C, S] fltp
+            mux_audio(out, aus, planes.astype(np.float32), ain.codec_context.sample_rate, ain.codec_context.layout.name)
+    return dst

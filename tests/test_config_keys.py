@@ -311,7 +311,9 @@ def test_every_key_of_every_option_is_named_in_the_code():
 
     names = source_names() | set(inspect.signature(L.Trainer.__init__).parameters)
     missing = {}
-    for path in sorted(p for p in CONF.rglob("*.yaml") if p.parent.name != "hydra"):
+    # conf/hydra/ (and hydra/launcher/) are Hydra's own nodes: their keys are checked by Hydra's schemas
+    # (the launcher plugin's dataclass fails a misspelled key while composing), and read by Hydra
+    for path in sorted(p for p in CONF.rglob("*.yaml") if p.relative_to(CONF).parts[0] != "hydra"):
         text = path.read_text()
         package = "" if "@package _global_" in text or path.parent == CONF else f"{path.parent.name}."
         node = yaml.safe_load(text)

@@ -171,10 +171,10 @@ def test_a_missing_test_clip_fails_before_sft_trains_or_is_counted_with_skip(mak
     from msa.config import ConfigError
     from train import train
 
-    small = dict(seconds=1.0, width=64, height=64)
+    small = dict(width=64, height=64)  # three clips, not one clip in three splits (the plan refuses those)
     root = mosei_set(tmp_path / "MOSEI", [("a", "1", "1.0", "train"), ("b", "2", "-1.0", "valid"),
                                           ("c", "3", "0.5", "test"), ("d", "4", "0.5", "test")],
-                     {"a/1": small, "b/2": small, "c/3": small})
+                     {"a/1": dict(small, seconds=1.0), "b/2": dict(small, seconds=1.2), "c/3": dict(small, seconds=1.4)})
     cfg = make_cfg("stage=sft", "sft.answer=score", "data=mosei", f"data.root={root}", *FAST)
     with pytest.raises(ConfigError, match=r"^data.root: mosei test: 1 of 2 clips cannot be used: missing: mosei: "
                                           r"clip d\$_\$4 \(.*4.mp4\): file not found .*data.on_error=skip"):

@@ -127,6 +127,49 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def content_hash(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+                 memo: dict | None = None) -> str:
+    """sha256 of the file at ``path``, looked up by (absolute path, size, mtime_ns) so unchanged files are
+    not re-read: in ``memo`` (this process) and in the store's index under ``cache_dir`` (``index/``), which
+    :class:`MediaCache` and the split-overlap check (:mod:`msa.data.audit`) share.
+
+    Raises :class:`~msa.data.media.MediaError` for a path that is missing, a directory or unreadable.
+    """
+    path = Path(path)
+    cache_dir = Path(cache_dir) if cache_dir is not None else None
+    memo = {} if memo is None else memo
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise media.MediaError("file not found", path=path, kind="missing") from None
+    except OSError as exc:
+        raise media.MediaError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise media.MediaError("a directory, not a clip file", path=path, kind="missing")
+    ident = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if ident in memo:
+        return memo[ident]
+    index_file = None
+    if cache_dir is not None:
+        ident_key = hashlib.sha256(_json(ident).encode()).hexdigest()
+        index_file = cache_dir / "index" / ident_key[:2] / ident_key
+        try:
+            digest = index_file.read_text().strip()
+            if len(digest) == 64:
+                memo[ident] = digest
+                return digest
+        except OSError:
+            pass
+    try:
+        digest = file_sha256(path)
+    except OSError as exc:  # no read permission, an I/O error, a special file
+        raise media.MediaError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
+    memo[ident] = digest
+    if index_file is not None:
+        atomic_write(index_file, digest.encode())
+    return digest
+
+
 def _json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
 
@@ -230,40 +273,12 @@ class MediaCache:
         return hashlib.sha256(f"{content}\n{self._fingerprint(kind, settings)}".encode()).hexdigest()
 
     def content_hash(self, path: Path) -> str:
-        """sha256 of the file, looked up by (path, size, mtime_ns) so unchanged files are not re-read.
+        """sha256 of the file, looked up by (path, size, mtime_ns) so unchanged files are not re-read
+        (:func:`content_hash`, with this store's index).
 
         Raises :class:`~msa.data.media.MediaError` for a path that is missing, a directory or unreadable.
         """
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise media.MediaError("file not found", path=path, kind="missing") from None
-        except OSError as exc:
-            raise media.MediaError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
-        if stat.S_ISDIR(st.st_mode):
-            raise media.MediaError("a directory, not a clip file", path=path, kind="missing")
-        ident = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-        if ident in self._hashes:
-            return self._hashes[ident]
-        index_file = None
-        if self.dir is not None:
-            ident_key = hashlib.sha256(_json(ident).encode()).hexdigest()
-            index_file = self.dir / "index" / ident_key[:2] / ident_key
-            try:
-                digest = index_file.read_text().strip()
-                if len(digest) == 64:
-                    self._hashes[ident] = digest
-                    return digest
-            except OSError:
-                pass
-        try:
-            digest = file_sha256(path)
-        except OSError as exc:  # no read permission, an I/O error, a special file
-            raise media.MediaError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
-        self._hashes[ident] = digest
-        if index_file is not None:
-            atomic_write(index_file, digest.encode())
-        return digest
+        return content_hash(path, self.dir, self._hashes)
 
     def frame_size(self, height: int, width: int, n_frames: int) -> tuple[int, int]:
         """The processor's frame size for this clip (its pixel bounds, Qwen's whole-video budget)."""

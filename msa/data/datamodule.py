@@ -450,6 +450,7 @@ def datamodule_kwargs(data_cfg: Mapping | None = None, *, name: str | None = Non
     kw = OmegaConf.to_container(data_cfg, resolve=True) if isinstance(data_cfg, DictConfig) else dict(data_cfg or {})
     kw.update(overrides)
     kw.pop("eval_datasets", None)
+    kw.pop("allow_split_overlap", None)  # the run plan's check (msa.data.audit), not the loader's
     if name is not None and name != kw.get("name"):  # another dataset: its own root
         kw["name"], kw["root"] = name, root
     elif root is not None:

@@ -126,12 +126,13 @@ def cached_headers(path: str | os.PathLike) -> ClipHeaders:
     return h
 
 
-def store_file(cache_dir: str | os.PathLike, root: str | os.PathLike) -> Path:
+def store_file(cache_dir: str | os.PathLike, root: str | os.PathLike, kind: str = "headers") -> Path:
     """Where :func:`read_many` keeps the headers of the dataset at ``root``: one JSON file per dataset in
-    the media cache's ``headers/`` folder."""
+    the media cache's ``headers/`` folder (``kind="fingerprints"``: the split-overlap check's decoded
+    fingerprints, :mod:`msa.data.audit`, in ``fingerprints/`` beside it)."""
     import hashlib
 
-    return Path(cache_dir) / "headers" / f"{hashlib.sha256(os.path.abspath(root).encode()).hexdigest()[:24]}.json"
+    return Path(cache_dir) / kind / f"{hashlib.sha256(os.path.abspath(root).encode()).hexdigest()[:24]}.json"
 
 
 def _load(store: Path) -> dict:
