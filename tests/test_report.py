@@ -197,7 +197,9 @@ def test_a_single_demo_run_fills_the_cells_it_can_in_every_table(tmp_path, capsy
     md = to_markdown(t4)
     assert "| w/o Hint | — | — | — | — | — | — |" in md and "| w/ Hint | 50.0 | 70.0 | 90.0 |" in md
     assert md.count("w/o Hint: missing") == 1
-    assert f"- Runs: w/ Hint <- {run.resolve()}" in md  # which run fills the row's cells
+    assert f"- Runs: w/ Hint <- {run.resolve()} (grpo test pass)" in md  # which run fills the row's cells
+    assert f"CoT (SFT) <- {run.resolve()} (sft test pass); CoT (SFT+RL) <- {run.resolve()} (grpo test pass)" \
+        in to_markdown(t3)
     out = tmp_path / "out"
     assert main([str(run), "--out", str(out)]) == 0
     check_latex(out / "tables.tex", n_tables=5)

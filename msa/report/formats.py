@@ -20,8 +20,8 @@ def shown_path(path: Path) -> str:
 
 def footnotes(t: Rendered) -> list[str]:
     """The lines under a table: which runs fill each row, subset sizes, then what is missing and why."""
-    lines = ["Runs: " + "; ".join(f"{label} <- " + ", ".join(shown_path(p) for p in paths)
-                                 for label, _, paths in t.rows if paths)]
+    lines = ["Runs: " + "; ".join(f"{label} <- " + ", ".join(shown_path(p) for p in paths) + f" ({stage} test pass)"
+                                 for (label, _, paths), stage in zip(t.rows, t.row_stages) if paths)]
     if t.subset:
         sizes = []
         for label, cells, _ in t.rows:

@@ -165,6 +165,7 @@ class Rendered:
     paper_datasets: list[str] = field(default_factory=list)  # == datasets when the paper rows share columns
     notes: list[str] = field(default_factory=list)  # what is missing and why, listed once under the table
     subset: str | None = None  # the metrics are of this subset of each test split (msa.evaluation.SUBSETS)
+    row_stages: list[str] = field(default_factory=list)  # per row: the metrics.json stage its cells read ("" if none)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -216,6 +217,7 @@ def render_table(spec: TableSpec, groups: dict[str, list[Run]], paper: bool = Fa
             out.rows.append((label, {(ds, col): missing_cell(f"no run of {setting}") for ds in datasets
                                      for col in METRIC_KEYS[spec.family]}, []))
             notes[f"{label}: missing, no run of {setting} ({SETTINGS[setting]})"] = None
+            out.row_stages.append("")
             continue
         runs = groups[setting]
         label = label if len(runs) == 1 else f"{label} (n={len(runs)})"
@@ -259,6 +261,7 @@ def render_table(spec: TableSpec, groups: dict[str, list[Run]], paper: bool = Fa
                     cell = Cell(cell.mean, cell.std, cell.n, subset_n=tuple(int(m["n"]) for m in per_run))
                 cells[(ds, col)] = cell
         out.rows.append((label, cells, [r.path for r in runs]))
+        out.row_stages.append(runs[0].settings[setting])
     out.notes = list(notes)
     if paper and subset:
         out.notes.append("The paper's rows are of whole test splits; not shown beside a subset.")
