@@ -181,7 +181,8 @@ def format_summary(metrics: dict[str, Any]) -> str:
     """The closing summary of a run, from what its stages recorded (:meth:`RunContext.record`, so a
     stage's new figure shows without an edit here): the per-dataset results (``{key: {dataset: {metric:
     value}}}``) as one table, a row per subset under its dataset's (``subsets``: text_conflict, ...), then
-    a line per other record with its numbers (text and nested records are in metrics.json). A pair ``<x>_first_<y>`` / ``<x>_last_<y>`` reads as one change.
+    a line per other record with its numbers (text and nested records are in metrics.json). A pair
+    ``<x>_first_<y>`` / ``<x>_last_<y>`` reads as one change.
 
     >>> print(format_summary({"sft": {"demo": {"acc2": 0.8, "mae": 0.29, "n": 45,
     ...                                         "subsets": {"text_conflict": {"acc2": 0.5, "mae": 0.5, "n": 6}}}},

@@ -208,7 +208,8 @@ def test_subset_table_is_tidy_per_stage_dataset_and_subset(tmp_path):
     t = subset_table({"a": a, "old": old})
     assert list(t.columns[:5]) == ["run", "stage", "dataset", "subset", "n"]
     assert t[["run", "stage", "dataset", "subset", "n"]].values.tolist() == [
-        ["a", "grpo", "demo", "all", 10], ["a", "grpo", "demo", "text_conflict", 4], ["a", "grpo", "demo", "conflict", 0],
+        ["a", "grpo", "demo", "all", 10], ["a", "grpo", "demo", "text_conflict", 4],
+        ["a", "grpo", "demo", "conflict", 0],
         ["a", "grpo", "demo_mosi", "all", 3], ["old", "eval", "demo", "all", 10]]
     assert t.loc[1, "acc2"] == 0.5 and pd.isna(t.loc[2, "acc2"]) and "f1_weighted" in t  # old F1 names upgraded
     assert subset_table(a, stages=["eval"]).empty

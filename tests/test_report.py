@@ -226,7 +226,8 @@ def test_a_subset_fills_the_columns_and_is_never_the_whole_split(tmp_path, capsy
     assert any("conflict subset of demo is empty (n=0)" in n for n in empty[0].notes)
     assert main([str(run), "--subset", "text_conflict", "--paper"]) == 0
     out = capsys.readouterr().out
-    assert "[subset: text_conflict]" in out and "Subset text_conflict, clips per run (n): MSA-Thinker: demo (SIMS-like) 4" in out
+    assert "[subset: text_conflict]" in out
+    assert "Subset text_conflict, clips per run (n): MSA-Thinker: demo (SIMS-like) 4" in out
     assert "paper:" not in out  # the paper's whole-split numbers are not set beside a subset
     with pytest.raises(ReportError, match="unknown subset 'words'"):
         build([run], subset="words")

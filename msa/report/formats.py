@@ -98,7 +98,8 @@ def to_latex(t: Rendered) -> str:
         lines += tabular(t.datasets, rows) + ["}"]
         if t.paper_rows:
             lines += [r"\par\medskip", r"\resizebox{\textwidth}{!}{%"] + tabular(t.paper_datasets, t.paper_rows) + ["}"]
-    lines += [r"\par\smallskip", r"{\footnotesize\raggedright"] + [_tex_escape(n) + r"\par" for n in footnotes(t)] + ["}"]
+    lines += [r"\par\smallskip", r"{\footnotesize\raggedright"]
+    lines += [_tex_escape(n) + r"\par" for n in footnotes(t)] + ["}"]
     lines.append(r"\end{table*}")
     return "\n".join(lines)
 
