@@ -5,6 +5,7 @@ contradict their modality's label, a picture of a clip with its chain).
 Notebooks stay thin; the logic lives here, where tests reach it.
 
     from msa.analysis import load_metrics, load_predictions, load_completions, plot_reward_curves
+    from msa.analysis import subset_table      # metrics on text_conflict, audio_conflict, ... per stage
     from msa.analysis import run_chains, tag_score_disagreements, cue_contradictions, plot_clip
 """
 
@@ -27,9 +28,38 @@ def load_metrics(run_dir: str | Path) -> dict:
 
 
 def metrics_table(runs: dict[str, str | Path], stage: str, dataset: str) -> pd.DataFrame:
-    """One row per named run: the test metrics of ``stage`` on ``dataset`` (e.g. hint=true vs false)."""
-    rows = {name: load_metrics(d).get(stage, {}).get(dataset, {}) for name, d in runs.items()}
+    """One row per named run: the test metrics of ``stage`` on ``dataset`` (e.g. hint=true vs false); the
+    subsets are in :func:`subset_table`."""
+    rows = {name: {k: v for k, v in load_metrics(d).get(stage, {}).get(dataset, {}).items() if not isinstance(v, dict)}
+            for name, d in runs.items()}
     return pd.DataFrame(rows).T
+
+
+def subset_table(runs: dict[str, str | Path] | str | Path, stages: Sequence[str] | None = None) -> pd.DataFrame:
+    """Tidy test metrics of the whole split and of its subsets (``text_conflict``, ``audio_conflict``,
+    ``visual_conflict``, ``conflict``: :data:`msa.evaluation.SUBSETS`): one row per (run, stage, dataset,
+    subset), ``subset="all"`` for the whole split, columns ``n`` and the metrics (NaN where a subset is
+    empty). ``runs`` is a run directory or ``{name: run dir}``; ``stages`` defaults to every stage with
+    per-dataset test metrics. Runs written before subsets existed give their "all" rows only."""
+    runs = {Path(runs).name: runs} if isinstance(runs, (str, Path)) else runs
+    rows = []
+    for name, d in runs.items():
+        for stage, per_ds in load_metrics(d).items():
+            if stages is not None and stage not in stages:
+                continue
+            if not (isinstance(per_ds, dict) and per_ds
+                    and all(isinstance(m, dict) and "mae" in m for m in per_ds.values())):
+                continue  # not a test pass (grpo_train, wall_time_s, budget, ...)
+            for ds, m in per_ds.items():
+                parts = {"all": m, **(m.get("subsets") or {})}
+                for subset, sm in parts.items():
+                    rows.append({"run": name, "stage": stage, "dataset": ds, "subset": subset,
+                                 **{k: v for k, v in sm.items() if not isinstance(v, dict)}})
+    lead = ["run", "stage", "dataset", "subset", "n"]
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=lead)
+    return table[lead + [c for c in table.columns if c not in lead]]
 
 
 def load_predictions(run_dir: str | Path, stage: str = "eval") -> pd.DataFrame:

@@ -194,15 +194,18 @@ def make_logger(cfg: DictConfig, stage: str):
 def format_summary(metrics: dict[str, Any]) -> str:
     """The closing summary of a run, from what its stages recorded (:meth:`RunContext.record`, so a
     stage's new figure shows without an edit here): the per-dataset results (``{key: {dataset: {metric:
-    value}}}``) as one table, then a line per other record with its numbers (text and nested records are
-    in metrics.json). A pair ``<x>_first_<y>`` / ``<x>_last_<y>`` reads as one change.
+    value}}}``) as one table, a row per subset under its dataset's (``subsets``: text_conflict, ...), then
+    a line per other record with its numbers (text and nested records are in metrics.json). A pair
+    ``<x>_first_<y>`` / ``<x>_last_<y>`` reads as one change.
 
-    >>> print(format_summary({"sft": {"demo": {"acc2": 0.8, "mae": 0.29, "n": 45}},
+    >>> print(format_summary({"sft": {"demo": {"acc2": 0.8, "mae": 0.29, "n": 45,
+    ...                                         "subsets": {"text_conflict": {"acc2": 0.5, "mae": 0.5, "n": 6}}}},
     ...                       "grpo_train": {"reward_first_fifth": 2.0104, "reward_last_fifth": 1.99, "steps": 40,
     ...                                      "teacher": "rule"},
     ...                       "wall_time_s": {"sft": 379.2, "grpo": 98.0}}))
-    dataset    acc2    mae   n
-    sft/demo  80.00  0.290  45
+    dataset                  acc2    mae   n
+    sft/demo                80.00  0.290  45
+    sft/demo text_conflict  50.00  0.500   6
     grpo_train: reward first->last fifth 2.01 -> 1.99  steps 40
     wall_time_s: sft 379.2  grpo 98
     """
@@ -214,7 +217,12 @@ def format_summary(metrics: dict[str, Any]) -> str:
     def number(x) -> str:
         return str(x) if isinstance(x, int) else f"{x:.3f}".rstrip("0").rstrip(".")
 
-    tables = {f"{key}/{ds}": m for key, rec in metrics.items() if is_table(rec) for ds, m in rec.items()}
+    tables = {}
+    for key, rec in metrics.items():
+        for ds, m in (rec.items() if is_table(rec) else ()):
+            tables[f"{key}/{ds}"] = {k: v for k, v in m.items() if not isinstance(v, dict)}
+            for name, sub in (m.get("subsets") or {}).items():  # msa.evaluation.SUBSETS, each a row
+                tables[f"{key}/{ds} {name}"] = sub
     lines = [format_table(tables)] if tables else []
     for key, rec in metrics.items():
         if is_table(rec) or not isinstance(rec, dict):

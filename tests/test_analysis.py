@@ -240,3 +240,25 @@ def test_hint_ablation_script_scores_mosi_family_subsets_and_the_probe_on_the_tr
     assert row["hard@start n"] == 3 and row["hard@start mae"] == pytest.approx(0.6)
     assert row["hard@start acc2_has0"] == 1.0 and row["hard@start acc2_non0"] == pytest.approx(2 / 3)
     assert "hard@start acc2" not in row  # the probe is not scored with the cross target's (SIMS) metrics
+
+
+def test_subset_table_is_tidy_per_stage_dataset_and_subset(tmp_path):
+    from msa.analysis import subset_table
+
+    a, old = tmp_path / "a", tmp_path / "old"
+    a.mkdir(), old.mkdir()
+    demo = {"acc2": 0.7, "mae": 0.22, "f1": 0.6, "n": 10,
+            "subsets": {"text_conflict": {"acc2": 0.5, "mae": 0.45, "n": 4}, "conflict": {"n": 0}}}
+    (a / "metrics.json").write_text(json.dumps({"grpo": {"demo": demo, "demo_mosi": {"acc7": 0.2, "mae": 1.0,
+                                                                                     "n": 3, "subsets": {}}},
+                                                "grpo_train": {"steps": 2}, "wall_time_s": {"grpo": 1.0}}))
+    (old / "metrics.json").write_text(json.dumps({"eval": {"demo": {"acc2": 0.6, "mae": 0.3, "n": 10}}}))
+    t = subset_table({"a": a, "old": old})
+    assert list(t.columns[:5]) == ["run", "stage", "dataset", "subset", "n"]
+    assert t[["run", "stage", "dataset", "subset", "n"]].values.tolist() == [
+        ["a", "grpo", "demo", "all", 10], ["a", "grpo", "demo", "text_conflict", 4],
+        ["a", "grpo", "demo", "conflict", 0],
+        ["a", "grpo", "demo_mosi", "all", 3], ["old", "eval", "demo", "all", 10]]
+    assert t.loc[1, "acc2"] == 0.5 and pd.isna(t.loc[2, "acc2"]) and "f1_weighted" in t  # old F1 names upgraded
+    assert subset_table(a, stages=["eval"]).empty
+    assert metrics_table({"a": a}, "grpo", "demo").columns.tolist() == ["acc2", "mae", "f1_weighted", "n"]

@@ -236,3 +236,19 @@ def test_batch_runs_through_the_tiny_thinker(processor, cache, clips, tiny_dir):
     with torch.no_grad():
         out = model(**inputs, use_audio_in_video=batch["use_audio_in_video"])
     assert torch.isfinite(out.loss)
+
+
+def test_the_conflict_column_reaches_the_batch(processor):
+    """The label file's conflict flag rides with the unimodal labels (msa.evaluation's subsets read it); a
+    frame without the column, or a sample built by hand, says NaN (unknown)."""
+    import pandas as pd
+
+    from msa.data.dataset import MSADataset
+
+    frame = pd.DataFrame({"id": ["a", "b"], "text": ["x", "y"], "label": [0.6, -0.2], "label_T": [-0.4, 0.2],
+                          "label_A": [0.6, 0.0], "label_V": [0.8, -0.2], "conflict": [1.0, 0.0], "path": ["-", "-"]})
+    collate = MultimodalCollator(processor, modalities=("text",))
+    batch = collate([MSADataset(frame, "demo", modalities=("text",))[i] for i in (0, 1)])
+    assert batch["conflict"].tolist() == [1.0, 0.0] and batch["label_T"].tolist() == [-0.4, 0.2]
+    no_column = MSADataset(frame.drop(columns="conflict"), "demo", modalities=("text",))
+    assert math.isnan(collate([no_column[0]])["conflict"][0])

@@ -122,32 +122,125 @@ def test_paper_rows_on_other_datasets_are_a_separate_table(tmp_path):
     make_run(root, "a", ["grpo"], hint=False, data="demo", metrics={"grpo": {"demo": SIMS_M}})
     make_run(root, "b", ["grpo"], data="demo", metrics={"grpo": {"demo": SIMS_M}})
     rendered, notes, _ = build([root], paper=True)
-    assert [t.spec.key for t in rendered] == ["IV"] and len(notes) == 4
-    md = to_markdown(rendered[0])
+    # every table with a row of its own; II has no MOSI-family test set
+    assert [t.spec.key for t in rendered] == ["I", "III", "IV", "V"]
+    assert notes == ["Table II skipped: no run was tested on a MOSI-family dataset"]
+    md = to_markdown(rendered[2])
     assert "demo (SIMS-like) Acc5↑" in md and "As published (Table IV" in md
     assert "| paper: w/o Hint | 46.2 | 67.0 | 82.5 | 81.4 | 0.368 | 0.701 |" in md
 
 
-def test_a_run_without_a_needed_dataset_is_named(study):
+def test_a_run_without_a_needed_dataset_is_a_missing_cell_or_in_strict_mode_an_error(study):
     bad = study / "grpo_sweep" / "1_grpo"
     m = json.loads((bad / "metrics.json").read_text())
     del m["grpo"]["mosei"]
     (bad / "metrics.json").write_text(json.dumps(m))
+    rendered, notes, _ = build([study])
+    t2 = next(t for t in rendered if t.spec.key == "II")
+    thinker = cells(t2, "MSA-Thinker")
+    # never an average over the seeds that have it: the cell is missing, the other dataset is not
+    assert thinker[("mosei", "Acc7")].text("Acc7") == "—" and thinker[("mosi", "Acc7")].text("Acc7") == "35.0 ± 7.1"
+    assert len([n for n in t2.notes if "1_grpo" in n and "not tested on 'mosei'" in n]) == 1  # once, not per column
     with pytest.raises(ReportError, match=r"1_grpo.*not tested on 'mosei'"):
-        build([study])
+        build([study], tables=["II"])
 
 
 def test_a_run_without_its_stage_is_named(study):
     (study / "sft_score" / "metrics.json").write_text(json.dumps({"wall_time_s": {"sft": 3.0}}))
+    rendered, _, _ = build([study])
+    assert any("sft_score: no 'sft' test metrics" in n for n in rendered[0].notes)
     with pytest.raises(ReportError, match=r"sft_score: no 'sft' test metrics"):
-        build([study])
+        build([study], tables=["I"])
 
 
-def test_missing_setting_is_an_error_when_the_table_is_asked_for(tmp_path):
+def test_missing_setting_is_an_error_when_the_table_is_asked_for(tmp_path, capsys):
     make_run(tmp_path, "a", ["grpo"], metrics={"grpo": {"sims": SIMS_M}})
     with pytest.raises(ReportError, match="Table IV needs runs of grpo_no_hint"):
         build([tmp_path], tables=["IV"])
-    assert main([str(tmp_path)]) == 1  # nothing renderable: an error, not an empty report
+    assert main([str(tmp_path), "--tables", "IV"]) == 1
+    assert "error: Table IV needs runs of grpo_no_hint" in capsys.readouterr().err
+    make_run(tmp_path, "b", ["cot"], metrics={"cot": {"kept": 3}})
+    assert main([str(tmp_path / "b")]) == 1  # no table has a row: an error, not an empty report
+    assert "no table can be built" in capsys.readouterr().err
+
+
+def demo_run(root):
+    """One plain demo pipeline (cot -> sft -> grpo -> eval on data=demo): SFT's and GRPO's test passes on demo
+    and demo_mosi; GRPO's demo split has subset metrics, SFT's (an older run's) none."""
+    text_conflict = with_(SIMS_M, acc2=0.25, acc3=0.5, mae=0.6, n=4)
+    grpo_demo = with_(SIMS_M, acc2=0.9, subsets={"text_conflict": text_conflict, "conflict": {"n": 0}})
+    return make_run(root, "demo_run", ["cot", "sft", "grpo", "eval"], data="demo",
+                    metrics={"cot": {"kept": 3}, "sft": {"demo": with_(SIMS_M, acc2=0.6), "demo_mosi": MOSI_M},
+                             "grpo": {"demo": grpo_demo, "demo_mosi": with_(MOSI_M, subsets={})},
+                             "eval": {"demo": grpo_demo}, "grpo_train": {"steps": 2}})
+
+
+def test_a_single_demo_run_fills_the_cells_it_can_in_every_table(tmp_path, capsys):
+    run = demo_run(tmp_path)
+    assert main([str(run)]) == 0
+    printed = capsys.readouterr().out
+    for key in ("I", "II", "III", "IV", "V"):
+        assert f"### Table {key}:" in printed
+    rendered, notes, _ = build([run])
+    assert notes == [] and [t.spec.key for t in rendered] == ["I", "II", "III", "IV", "V"]
+    t1, t2, t3, t4, t5 = rendered
+    # the paper's rows in the paper's order, the ones no run gives shown missing and listed once below
+    assert [lab for lab, _, _ in t1.rows] == ["Zero-shot", "SFT (direct score)", "MSA-Thinker"]
+    assert t1.datasets == ["demo"] and t2.datasets == ["demo_mosi"] and t3.datasets == ["demo"]
+    assert cells(t1, "MSA-Thinker")[("demo", "Acc2")].text("Acc2") == "90.0"
+    assert cells(t2, "MSA-Thinker")[("demo_mosi", "Acc7")].text("Acc7") == "30.0"
+    assert cells(t3, "CoT (SFT)")[("demo", "Acc2")].text("Acc2") == "60.0"
+    assert all(c.text(k) == "—" for (_, k), c in cells(t1, "Zero-shot").items())
+    assert t1.notes == ["Zero-shot: missing, no run of zero_shot (zero-shot (DC prompt), stage=eval without init_from)",
+                        "SFT (direct score): missing, no run of sft_score (direct-score SFT baseline, "
+                        "stage=sft sft.answer=score)"]
+    md = to_markdown(t4)
+    assert "| w/o Hint | — | — | — | — | — | — |" in md and "| w/ Hint | 50.0 | 70.0 | 90.0 |" in md
+    assert md.count("w/o Hint: missing") == 1
+    assert f"- Runs: w/ Hint <- {run.resolve()} (grpo test pass)" in md  # which run fills the row's cells
+    assert f"CoT (SFT) <- {run.resolve()} (sft test pass); CoT (SFT+RL) <- {run.resolve()} (grpo test pass)" \
+        in to_markdown(t3)
+    out = tmp_path / "out"
+    assert main([str(run), "--out", str(out)]) == 0
+    check_latex(out / "tables.tex", n_tables=5)
+    rows = list(csv.DictReader((out / "tables.csv").open()))
+    zero = [r for r in rows if r["row"] == "Zero-shot"]
+    assert len(zero) == 6 + 5 and all(r["text"] == "—" and r["runs"] == "" and r["missing"] for r in zero)
+
+
+def test_a_subset_fills_the_columns_and_is_never_the_whole_split(tmp_path, capsys):
+    run = demo_run(tmp_path)
+    rendered, _, _ = build([run], subset="text_conflict")
+    t1, t2, t3 = rendered[:3]
+    assert t1.title.endswith("[subset: text_conflict]")
+    # GRPO's demo split: its text_conflict subset (n=4), not the whole split's acc2 0.9
+    c = cells(t1, "MSA-Thinker")[("demo", "Acc2")]
+    assert c.text("Acc2") == "25.0" and c.subset_n == (4,)
+    # demo_mosi has no unimodal labels, SFT's run predates subsets: missing, with why
+    assert cells(t2, "MSA-Thinker")[("demo_mosi", "Acc7")].text("Acc7") == "—"
+    assert cells(t3, "CoT (SFT)")[("demo", "Acc2")].text("Acc2") == "—"
+    assert any("no text_conflict subset on demo_mosi" in n for n in t2.notes)
+    assert any("no text_conflict subset on demo (" in n for n in t3.notes)
+    empty, _, _ = build([run], subset="conflict")
+    assert cells(empty[0], "MSA-Thinker")[("demo", "Acc2")].text("Acc2") == "—"
+    assert any("conflict subset of demo is empty (n=0)" in n for n in empty[0].notes)
+    assert main([str(run), "--subset", "text_conflict", "--paper"]) == 0
+    out = capsys.readouterr().out
+    assert "[subset: text_conflict]" in out
+    assert "Subset text_conflict, clips per run (n): MSA-Thinker: demo (SIMS-like) 4" in out
+    assert "paper:" not in out  # the paper's whole-split numbers are not set beside a subset
+    with pytest.raises(ReportError, match="unknown subset 'words'"):
+        build([run], subset="words")
+
+
+def test_a_sweep_in_strict_mode_gives_every_table_complete(study, tmp_path):
+    strict, _, _ = build([study], tables=["I", "II", "III", "IV", "V"])
+    assert [t.spec.key for t in strict] == ["I", "II", "III", "IV", "V"]
+    assert all(not t.notes and all(not c.missing for _, cs, _ in t.rows for c in cs.values()) for t in strict)
+    out = tmp_path / "out"
+    assert main([str(study), "--tables", "III", "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "tables.csv").open()))
+    assert {r["runs"].split("/")[-1] for r in rows if r["row"] == "CoT (SFT)"} == {"sft"}  # each cell names its run
 
 
 def test_two_runs_of_one_setting_and_seed_are_an_error(study, tmp_path):

@@ -70,6 +70,14 @@ def test_eval_stage_writes_predictions_and_metrics(make_cfg, tmp_path):
         assert k in r
     # a random model fails to parse: prediction 0 (kept in N)
     assert all(x["prediction"] == 0.0 for x in recs if x["parse_fail"])
+    # the demo sets have unimodal labels: each test split's subsets, sized by the records' own labels
+    from msa.evaluation import in_subset
+
+    assert all(k in r for k in ("label_T", "label_A", "label_V", "conflict")) and "polarity_acc" in saved["eval"]["demo"]
+    for ds, m in saved["eval"].items():
+        assert {"text_conflict", "audio_conflict", "visual_conflict"} <= set(m["subsets"])
+        for name, sub in m["subsets"].items():
+            assert sub["n"] == sum(in_subset(name, x) for x in recs if x["dataset"] == ds)
     assert metrics["eval"]["demo"]["n"] == saved["eval"]["demo"]["n"]
 
 

@@ -26,6 +26,7 @@ rows are listed in ``batch["silent_audio"]``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -69,8 +70,8 @@ class MultimodalCollator:
     answer text for teacher forcing (every sample needs one). The returned dict holds the model inputs
     (``input_ids, attention_mask`` [B, L], the media tensors present, ``use_audio_in_video``: pass it to
     every forward and generate call, ``labels`` [B, L] with targets) and the metadata ``ids, datasets,
-    transcripts, label, label_T, label_A, label_V`` (float64 [B]), ``skipped`` ([(id, reason)]) and
-    ``silent_audio`` (ids given a silent track). A batch whose samples were all skipped has empty
+    transcripts, label, label_T, label_A, label_V, conflict`` (float64 [B]; NaN where unknown), ``skipped``
+    ([(id, reason)]) and ``silent_audio`` (ids given a silent track). A batch whose samples were all skipped has empty
     metadata and no model inputs (``input_ids`` is None).
     """
 
@@ -119,6 +120,8 @@ class MultimodalCollator:
             "transcripts": [s["transcript"] for s in kept],
             **{k: torch.tensor([s[k] for s in kept], dtype=torch.float64)
                for k in ("label", "label_T", "label_A", "label_V")},
+            # samples built by hand (tests, probes) may lack the column; NaN is "unknown"
+            "conflict": torch.tensor([s.get("conflict", math.nan) for s in kept], dtype=torch.float64),
             "skipped": skipped, "silent_audio": [],
         }
         if not kept:

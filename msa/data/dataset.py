@@ -4,6 +4,7 @@ A sample is a plain dict (picklable across DataLoader workers)::
 
     {"id": "video_0001$_$0001", "dataset": "sims", "transcript": str, "label": float,
      "label_T": float, "label_A": float, "label_V": float,           # NaN when the release has none
+     "conflict": float,       # the label file's 0/1 conflict column, NaN without it (msa.evaluation.SUBSETS)
      "video": dict | None,   # MediaCache.video(...) when video is on
      "audio": dict | None,   # MediaCache.audio(...) when audio is on and the clip has a track
      "audio_missing": bool}  # audio is on but the clip has none (allow_missing_audio=True)
@@ -92,7 +93,7 @@ class MSADataset(Dataset):
         self.on_error = on_error
         self.allow_missing_audio = allow_missing_audio
         self.max_frames = dict(max_frames or {})  # clip id -> its frame cap (data.max_prompt_tokens)
-        cols = ["id", "text", "label", "label_T", "label_A", "label_V", "path"]
+        cols = ["id", "text", "label", "label_T", "label_A", "label_V", "conflict", "path"]
         self.rows = [dict(zip(cols, r)) for r in frame.reindex(columns=cols).itertuples(index=False)]
 
     def __len__(self) -> int:
@@ -104,6 +105,7 @@ class MSADataset(Dataset):
             "id": row["id"], "dataset": self.dataset, "transcript": str(row["text"]),
             "label": _float(row["label"]), "label_T": _float(row["label_T"]),
             "label_A": _float(row["label_A"]), "label_V": _float(row["label_V"]),
+            "conflict": _float(row["conflict"]),
             "video": None, "audio": None, "audio_missing": False,
         }
         try:

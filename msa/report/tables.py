@@ -115,14 +115,25 @@ def metric_value(m: dict, family: str, column: str, where: str) -> float:
                       f"has {', '.join(sorted(m))})")
 
 
+MISSING = "—"  # a cell no run fills; why is in the notes under its table
+
+
 @dataclass(frozen=True)
 class Cell:
     mean: float
     std: float | None  # None with one seed
     n: int
+    missing: str | None = None  # why no value (no run of the row, a run not tested there, an empty subset)
+    subset_n: tuple[int, ...] = ()  # with a subset: its size in each run
 
     def text(self, column: str) -> str:
+        if self.missing is not None:
+            return MISSING
         return _fmt(self.mean, column) + ("" if self.std is None else f" ± {_fmt(self.std, column)}")
+
+
+def missing_cell(why: str) -> Cell:
+    return Cell(math.nan, None, 0, missing=why)
 
 
 def _fmt(x: float, column: str) -> str:
@@ -152,6 +163,9 @@ class Rendered:
     rows: list[tuple[str, dict[tuple[str, str], Cell], list[Path]]]  # label, (dataset, column) -> cell, runs
     paper_rows: list[tuple[str, dict[tuple[str, str], float]]] = field(default_factory=list)
     paper_datasets: list[str] = field(default_factory=list)  # == datasets when the paper rows share columns
+    notes: list[str] = field(default_factory=list)  # what is missing and why, listed once under the table
+    subset: str | None = None  # the metrics are of this subset of each test split (msa.evaluation.SUBSETS)
+    row_stages: list[str] = field(default_factory=list)  # per row: the metrics.json stage its cells read ("" if none)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -163,7 +177,8 @@ def _ordered(datasets: Iterable[str]) -> list[str]:
 
 
 def table_datasets(spec: TableSpec, groups: dict[str, list[Run]]) -> list[str]:
-    runs = [r for s, _ in spec.rows for r in groups[s]]
+    """The datasets (column groups) of a table, from the runs of the rows it has."""
+    runs = [r for s, _ in spec.rows if s in groups for r in groups[s]]
     trained = sorted({r.dataset for r in runs})
     if len(trained) > 1:
         names = "; ".join(f"{r.path}: data={r.dataset}" for r in runs)
@@ -173,31 +188,84 @@ def table_datasets(spec: TableSpec, groups: dict[str, list[Run]]) -> list[str]:
             raise ReportError(f"Table {spec.key} reads the in-domain {spec.family.upper()}-family set, but the runs "
                               f"were trained on {trained[0]!r}")
         return trained
-    tested = [d for s, _ in spec.rows for r in groups[s] for d in r.tested_on(s)]
+    tested = [d for s, _ in spec.rows if s in groups for r in groups[s] for d in r.tested_on(s)]
     return _ordered(d for d in tested if get_spec(d).family == spec.family)
 
 
-def render_table(spec: TableSpec, groups: dict[str, list[Run]], paper: bool = False) -> Rendered:
+def render_table(spec: TableSpec, groups: dict[str, list[Run]], paper: bool = False, strict: bool = True,
+                 subset: str | None = None) -> Rendered:
+    """The table from the runs of its rows. ``strict``: a missing row, or a run without the stage or dataset
+    a cell needs, is an error naming it; else such cells are shown missing and the notes say why (a table
+    without any row of its own is still an error). ``subset``: every cell reads that subset of the test
+    split (``metrics["subsets"][subset]``); a run without it, or with it empty, leaves the cell missing,
+    never filled from the whole split."""
     missing = [s for s, _ in spec.rows if s not in groups]
-    if missing:
+    if missing and (strict or len(missing) == len(spec.rows)):
         raise ReportError(f"Table {spec.key} needs runs of {', '.join(missing)} ("
                           + "; ".join(f"{s}: {SETTINGS[s]}" for s in missing) + ")")
     datasets = table_datasets(spec, groups)
-    train = groups[spec.rows[0][0]][0].dataset
+    train = next(groups[s][0].dataset for s, _ in spec.rows if s in groups)
     if not datasets:
         raise ReportError(f"Table {spec.key}: no run was tested on a {spec.family.upper()}-family dataset")
-    out = Rendered(spec, spec.title.format(train=DATASET_TITLES.get(train, train)), datasets, [])
+    title = spec.title.format(train=DATASET_TITLES.get(train, train))
+    if subset:
+        title += f" [subset: {subset}]"
+    out = Rendered(spec, title, datasets, [], subset=subset)
+    notes: dict[str, None] = {}
     for setting, label in spec.rows:
+        if setting not in groups:
+            out.rows.append((label, {(ds, col): missing_cell(f"no run of {setting}") for ds in datasets
+                                     for col in METRIC_KEYS[spec.family]}, []))
+            notes[f"{label}: missing, no run of {setting} ({SETTINGS[setting]})"] = None
+            out.row_stages.append("")
+            continue
         runs = groups[setting]
+        label = label if len(runs) == 1 else f"{label} (n={len(runs)})"
         cells = {}
         for ds in datasets:
+            per_run, why = [], None
+            for r in runs:
+                try:
+                    m = r.test_metrics(setting, ds)
+                except ReportError as e:
+                    if strict:
+                        raise
+                    why = str(e)
+                    break
+                if subset:
+                    sub = (m.get("subsets") or {}).get(subset)
+                    if sub is None or not sub.get("n"):
+                        why = (f"{r.path}: no {subset} subset on {ds} (its labels lack the column, or the run "
+                               f"predates subset metrics)" if sub is None else f"{r.path}: the {subset} subset "
+                               f"of {ds} is empty (n=0)")
+                        break
+                    m = sub
+                per_run.append(m)
+            if why is not None:
+                notes[f"{label} on {DATASET_TITLES.get(ds, ds)}: missing, {why}"] = None
             for col in METRIC_KEYS[spec.family]:
-                values = [metric_value(r.test_metrics(setting, ds), spec.family, col,
-                                       f"{r.path} ({r.settings[setting]} on {ds})") for r in runs]
-                cells[(ds, col)] = aggregate(values)
-        label = label if len(runs) == 1 else f"{label} (n={len(runs)})"
+                if why is not None:
+                    cells[(ds, col)] = missing_cell(why)
+                    continue
+                where = [f"{r.path} ({r.settings[setting]} on {ds}{f', {subset}' if subset else ''})" for r in runs]
+                try:
+                    values = [metric_value(m, spec.family, col, w) for m, w in zip(per_run, where)]
+                except ReportError as e:
+                    if strict:
+                        raise
+                    notes[f"{label} on {DATASET_TITLES.get(ds, ds)} {col}: missing, {e}"] = None
+                    cells[(ds, col)] = missing_cell(str(e))
+                    continue
+                cell = aggregate(values)
+                if subset:
+                    cell = Cell(cell.mean, cell.std, cell.n, subset_n=tuple(int(m["n"]) for m in per_run))
+                cells[(ds, col)] = cell
         out.rows.append((label, cells, [r.path for r in runs]))
-    if paper:
+        out.row_stages.append(runs[0].settings[setting])
+    out.notes = list(notes)
+    if paper and subset:
+        out.notes.append("The paper's rows are of whole test splits; not shown beside a subset.")
+    elif paper:
         keys = [(row, ds) for (t, row, ds) in PAPER if t == spec.key]
         out.paper_datasets = _ordered(ds for _, ds in keys)
         for row in dict.fromkeys(r for r, _ in keys):

@@ -10,9 +10,11 @@ the demo adds ``demo_mosi``) at ``eval.split``, each at its root (:func:`msa.pla
 The answer format, the range the model answers in and the modalities it reads come from the export
 unless ``eval.answer``/``eval.range_dataset``/``eval.modalities`` set them (:mod:`msa.exports`; the plan
 says which); scores are mapped to each target's range before its metrics.
-Writes ``<run>/<stage>/predictions.jsonl`` (id, dataset, split, label, completion, parsed fields, prediction,
-per-sample rewards) and ``metrics.json`` (dataset -> metric -> value, parse_fail_rate, clamp_rate, n, and
-``skipped``: the clips of the split left out under ``data.on_error=skip``, not in n), and logs the
+Writes ``<run>/<stage>/predictions.jsonl`` (id, dataset, split, label, label_T/A/V and conflict where known,
+completion, parsed fields, prediction, per-sample rewards) and ``metrics.json`` (dataset -> metric -> value,
+polarity_acc, parse_fail_rate, clamp_rate, n, ``subsets`` (the same on text_conflict, ... where the labels
+exist: :data:`msa.evaluation.SUBSETS`), and ``skipped``: the clips of the split left out under
+``data.on_error=skip``, not in n), and logs the
 predictions as a W&B table when ``logger=wandb``.
 """
 
@@ -70,7 +72,7 @@ def evaluate_policy(ctx, policy, *, stage: str, answer: str) -> dict:
                         "; ".join(f"{i} ({why})" for _, i, why in dm.skip_report.examples[:5]))
         if not records:
             raise ValueError(f"{ds} {target.split}: every clip was skipped ({skipped}), nothing to score")
-        results[ds] = summarize(records, ds)
+        results[ds] = summarize(records, ds, subsets=True)
         results[ds]["skipped"] = skipped
         results[ds]["clips_per_s"] = len(records) / max(1e-9, time.perf_counter() - t0)
         all_records += records
