@@ -319,6 +319,7 @@ def test_text_led_teacher_chains_on_text_conflict_clips_are_dropped_and_counted(
     assert s["message"].endswith("text-conflict clips dropped: 2 of 2")
 
 
+@pytest.mark.slow  # generates a 40-clip study set (~25 s on 2 busy cores)
 def test_text_led_cot_on_the_study_set_drops_exactly_its_text_conflict_clips(make_cfg, cache_dir):
     from msa.data.labels import read_labels, split, text_conflict_ids
 
