@@ -168,6 +168,9 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "data.batch_size", at_least=1, integer=True)
     overlap = cfg.data.get("allow_split_overlap", False)
     _check(isinstance(overlap, bool), "data.allow_split_overlap", f"must be true or false, got {overlap!r}")
+    if cfg.data.get("text_conflict") is not None:  # data=study: a share of all clips (msa.data.synthetic.demo.plan)
+        _number(cfg, "data.text_conflict", at_least=0)
+        _check(cfg.data.text_conflict <= 0.6, "data.text_conflict", f"must be at most 0.6, got {cfg.data.text_conflict}")
     if cfg.data.get("eval_batch_size") is not None:  # null: batch_size
         _number(cfg, "data.eval_batch_size", at_least=1, integer=True)
     _check(any(cfg.data.modalities.values()), "data.modalities", "at least one modality must be on")
@@ -212,6 +215,8 @@ def validate(cfg: DictConfig) -> None:
            "(stage=sft, then stage=grpo init_from=<run>/checkpoints/best)")
     if "cot" in run:
         _one_of(cfg, "teacher.kind", ("rule", "hf", "vllm"))
+        if cfg.teacher.kind == "rule":
+            _one_of(cfg, "teacher.text_led", (True, False))
         _number(cfg, "cot.num_samples", at_least=1, integer=True)
     if "sft" in run:
         _one_of(cfg, "sft.answer", ("dc", "score"))

@@ -270,3 +270,66 @@ def test_a_failed_first_run_does_not_lock_its_settings(make_cfg, tmp_path):
                        "logger=none"))
     s = train(make_cfg("stage=cot", "teacher=rule", "data=demo", "data.n_clips=24", "logger=none", "cot.limit=2"))
     assert s["cot"]["kept"] == 2
+
+
+# ---- the text-led rule teacher: its chains on text-conflict clips are dropped and counted --------
+
+# (label, label_T, label_A, label_V) on the SIMS grid; two text-conflict clips (b, c).
+TEXT_LED_ROWS = {
+    "a": (0.6, 0.4, 0.6, 0.8),     # all agree
+    "b": (0.4, -0.2, 0.8, 0.8),    # positive, the words negative: text-conflict
+    "c": (-0.6, 0.6, -1.0, -1.0),  # negative, the words positive: text-conflict
+    "d": (0.0, -0.4, 0.4, 0.0),    # neutral with negative words: not a conflict (the label is 0)
+    "e": (-0.2, 0.0, -0.4, -0.2),  # neutral words: not a conflict
+}
+
+
+def rule_batch(rows: dict) -> dict:
+    return {"ids": list(rows), "transcripts": ["It was fine."] * len(rows), "skipped": [],
+            **{k: [r[j] for r in rows.values()] for j, k in enumerate(("label", "label_T", "label_A", "label_V"))}}
+
+
+@pytest.mark.parametrize("text_led", [False, True])
+def test_text_led_teacher_chains_on_text_conflict_clips_are_dropped_and_counted(tmp_path, text_led):
+    from msa.cot.rule_teacher import RuleTeacher
+    from msa.jsonl import JsonlWriter
+    from msa.stages.cot import summarize
+
+    teacher = RuleTeacher("demo", ("text", "audio", "video"), text_led=text_led)
+    records = process_batch(rule_batch(TEXT_LED_ROWS), teacher, None, dataset="demo", split="train",
+                            modalities=("text", "audio", "video"), filters={"polarity": True, "plausibility": True},
+                            min_chars=40, max_chars=4000)
+    recs = {r["id"]: r for r in records}
+    assert [recs[k]["text_conflict"] for k in "abcde"] == [False, True, True, False, False]
+    kept, rejected = tmp_path / "cot.jsonl", tmp_path / "rejected.jsonl"
+    with JsonlWriter(kept) as kw, JsonlWriter(rejected) as rw:
+        kw.write_many(r for r in records if r["kept"])
+        rw.write_many(r for r in records if not r["kept"])
+    s = summarize(kept, rejected, total=5)
+    if not text_led:  # the label-following teacher keeps every chain, conflicts included
+        assert (s["kept"], s["dropped"]) == (5, 0)
+        assert s["text_conflict"] == {"clips": 2, "kept": 2, "dropped": 0, "dropped_by_reason": {}}
+        return
+    # b's chain says what the words say (negative, -0.2), c's says positive (0.6); the polarity filter drops both
+    assert (recs["b"]["teacher_polarity"], recs["b"]["teacher_score"]) == ("negative", -0.2)
+    assert (recs["c"]["teacher_polarity"], recs["c"]["teacher_score"]) == ("positive", 0.6)
+    assert [recs[k]["kept"] for k in "abcde"] == [True, False, False, True, True]
+    assert (s["kept"], s["dropped"], s["dropped_by_reason"]) == (3, 2, {"polarity:tag": 2})
+    assert s["text_conflict"] == {"clips": 2, "kept": 0, "dropped": 2, "dropped_by_reason": {"polarity:tag": 2}}
+    assert s["message"].endswith("text-conflict clips dropped: 2 of 2")
+
+
+@pytest.mark.slow  # generates a 40-clip study set (~25 s on 2 busy cores)
+def test_text_led_cot_on_the_study_set_drops_exactly_its_text_conflict_clips(make_cfg, cache_dir):
+    from msa.data.labels import read_labels, split, text_conflict_ids
+
+    train = load_train()
+    s = train(make_cfg("stage=cot", "data=study", "data.n_clips=40", "teacher.text_led=true", "logger=none"))["cot"]
+    rows = split(read_labels(cache_dir / "data" / "study", "study"), "train")
+    conflict = text_conflict_ids(rows)
+    # 40 clips at 25 %: 10 text-conflict clips, stratified: 3 of the 12 training clips (0.3 * 10 rounded)
+    assert (len(rows), len(conflict)) == (12, 3)
+    assert (s["kept"], s["dropped"], s["dropped_by_reason"]) == (9, 3, {"polarity:tag": 3})
+    assert s["text_conflict"] == {"clips": 3, "kept": 0, "dropped": 3, "dropped_by_reason": {"polarity:tag": 3}}
+    rejected = read_jsonl(Path(s["rejected"]))
+    assert {r["id"] for r in rejected} == conflict

@@ -122,6 +122,7 @@ def test_without_hint_hard_group_keeps_zero_advantages(tiny_cfg, gcfg, demo, tmp
     assert not g0.hinted.any()
     assert (g0.advantage == 0).all()  # identical wrong answers: zero std, zero advantage
     assert module.history[-1]["hard/frac"] == 0.5 and module.history[-1]["hint/rate"] == 0.0
+    assert module.history[-1]["hard_ids"] == demo.frames["train"]["id"][0]  # prompt 0 was hard, prompt 1 not
 
 
 def test_hard_false_drops_hard_groups(tiny_cfg, gcfg, demo, tmp_path):

@@ -162,6 +162,41 @@ def test_plan_is_balanced_and_no_single_modality_suffices():
         assert int(((modes == "test") & (label == s)).sum()) in (44, 45, 46)
 
 
+def test_study_plan_has_its_text_conflict_share_in_every_split():
+    from msa.data.labels import is_text_conflict
+
+    demo, study = syn.plan(700, seed=0, splits=(0.3, 0.1, 0.6)), syn.plan(700, seed=0, splits=(0.3, 0.1, 0.6),
+                                                                          text_conflict=0.25)
+    conflict = [is_text_conflict(c.units, c.units_T) for c in study]
+    # round(0.25 * 700) = 175 text-conflict clips, stratified: 0.6 * 175 = 105 in test, 70 in train + valid
+    assert sum(conflict) == 175
+    assert sum(k for k, c in zip(conflict, study) if c.mode == "test") == 105
+    assert [sum(c.mode == m for c in study) for m in syn.MODES] == [210, 70, 420]
+    for c, k in zip(study, conflict):
+        if k:  # the words say the other thing: the transcript's phrase reads with the other sign
+            assert np.sign(syn.text_label(c.text)) == -np.sign(c.units) != 0
+        if c.units:  # two of three cues still agree with a polar label, as on the demo set
+            assert np.sign(np.sign([c.units_T, c.units_A, c.units_V]).sum()) == np.sign(c.units)
+    # the demo's own text-conflict clips stay; the others are drawn as without text_conflict
+    was = [is_text_conflict(c.units, c.units_T) for c in demo]
+    assert all(k for k, w in zip(conflict, was) if w)
+    same = [(c.text, c.units, c.units_T, c.units_A, c.units_V) == (d.text, d.units, d.units_T, d.units_A, d.units_V)
+            for c, d, k, w in zip(study, demo, conflict, was) if not (k and not w)]
+    assert all(same) and len(same) == 700 - (175 - sum(was))
+    assert syn.plan(120, seed=3, text_conflict=None) == syn.plan(120, seed=3)
+
+
+def test_study_text_conflict_bounds_are_named():
+    with pytest.raises(ValueError, match=r"text_conflict=0.01 asks for 7 text-conflict clips, but disagree already gives"):
+        syn.plan(700, seed=0, text_conflict=0.01)  # disagree=0.25 alone gives more than 7
+    # 30 clips: 10 per class, so 20 polar clips can take a dissenting text, and 0.7 * 30 = 21 cannot
+    with pytest.raises(ValueError, match=r"text_conflict=0.7 asks for 21 text-conflict clips of 30; at most 20 polar"):
+        syn.plan(30, seed=0, disagree=0.0, text_conflict=0.7)
+    assert sum(c.units * c.units_T < 0 for c in syn.plan(30, seed=0, disagree=0.0, text_conflict=0.6)) == 18
+    with pytest.raises(ValueError, match="text_conflict must be in"):
+        syn.ensure("unused", text_conflict=0.7)
+
+
 def test_bad_parameters_are_named(tmp_path):
     for kwargs, word in [(dict(flavour="mosei"), "flavour"), (dict(size=63), "size"),
                          (dict(splits=(0.5, 0.5, 0.5)), "splits"), (dict(n_clips=0), "n_clips"),

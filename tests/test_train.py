@@ -191,3 +191,26 @@ def test_grpo_writes_a_resumable_checkpoint_every_n_steps(make_cfg):
     saved = torch.load(Path(cfg.grpo.checkpoint_dir) / "last.ckpt", weights_only=True)
     assert saved["global_step"] in (2, 3)  # step 2 by the periodic callback, step 3 if the run end wrote one
     assert len(saved["msa_grpo_history"]) == saved["global_step"] and "msa_rng" in saved
+
+
+@pytest.mark.parametrize("args,key", [(("data=study", "data.text_conflict=0.9"), "data.text_conflict"),
+                                      (("data=study", "data.text_conflict=many"), "data.text_conflict"),
+                                      (("stage=cot", "teacher.text_led=maybe"), "teacher.text_led")])
+def test_study_keys_are_checked(make_cfg, args, key):
+    from msa.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=f"^{key}:"):
+        validate(make_cfg(*args))
+
+
+def test_data_study_composes_to_the_study_set(make_cfg):
+    from msa.data.datamodule import datamodule_kwargs, generation_keys
+
+    cfg = make_cfg("data=study")
+    kw = datamodule_kwargs(cfg.data)
+    assert (kw["name"], kw["n_clips"], kw["splits"], kw["text_conflict"]) == ("study", 700, [0.3, 0.1, 0.6], 0.25)
+    assert generation_keys("study") == ("n_clips", "splits", "text_conflict") and list(cfg.eval.datasets) == ["study"]
+    validate_ok = make_cfg("data=study", "stage=cot", "teacher.text_led=true")
+    from msa.config import validate
+
+    validate(validate_ok)

@@ -224,7 +224,8 @@ def build_teacher(node: Mapping[str, Any], *, dataset: str, modalities: Sequence
     kind = node.get("kind")
     if kind == "rule":
         return RuleTeacher(dataset, modalities, seed=int(node.get("seed", seed) or 0), num_samples=num_samples,
-                           quote_transcript=bool(node.get("quote_transcript", True)))
+                           quote_transcript=bool(node.get("quote_transcript", True)),
+                           text_led=bool(node.get("text_led", False)))
     sampling = dict(num_samples=num_samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                     seed=seed)
     if kind == "hf":

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from msa.cot.filters import FILTERS, SKIPPED, Verdict, evaluate, first_failure
+from msa.data.labels import is_text_conflict
 from msa.dc import format_answer, format_score, parse_completion, polarity_of
 from msa.dc.parser import Parsed
 
@@ -54,13 +55,14 @@ def assess(texts: Sequence[str], *, label: float, dataset: str, modalities: Sequ
 
 def build_record(*, clip_id: str, dataset: str, split: str, transcript: str, modalities: Sequence[str],
                  label: float, teacher: str, cands: Sequence[Candidate], judge: Verdict | None = None,
-                 judge_raw: str | None = None) -> dict:
+                 judge_raw: str | None = None, label_T: float | None = None) -> dict:
     """The JSONL record of one clip from its ranked candidates (``cands[0]`` is the one kept or shown).
 
     ``judge`` is the judge's verdict on ``cands[0]`` (None: the judge is off). The answer uses the true
     polarity and the true score written at the dataset's precision; if that rounding moves the score
     across the neutral band's edge the clip is dropped (``label:precision``), since its tag and score
-    would disagree.
+    would disagree. ``label_T`` (the transcript's label, None or NaN where the dataset has none) marks
+    a text-conflict clip (``text_conflict``, :func:`msa.data.labels.is_text_conflict`).
     """
     best = cands[0]
     true_pol = polarity_of(label, dataset)
@@ -76,6 +78,7 @@ def build_record(*, clip_id: str, dataset: str, split: str, transcript: str, mod
     return {
         "id": clip_id, "dataset": dataset, "split": split, "transcript": transcript, "modalities": list(modalities),
         "label": float(label), "polarity": true_pol, "score": float(score_text),
+        "text_conflict": label_T is not None and is_text_conflict(label, label_T),
         "reasoning": p.reasoning,
         "answer": format_answer(true_pol, p.reasoning, label, dataset) if kept else None,
         "kept": kept, "reason": reason, "detail": detail,

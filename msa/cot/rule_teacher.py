@@ -4,6 +4,13 @@ Each chain has one cue sentence per enabled modality (text, audio, visual), whos
 follow that modality's label (label_T/A/V, which CH-SIMS, CH-SIMS v2 and the demo sets carry), a
 conclusion that weighs them, and the true score. Templates and words vary, drawn from an RNG seeded per
 clip (:func:`msa.seeding.stable_seed`), so a resumed run writes what an uninterrupted one would.
+
+``teacher.text_led=true`` makes it a teacher that over-reads transcripts: on a text-conflict clip (the
+transcript's label against the clip's, :func:`msa.data.labels.is_text_conflict`) its chain concludes what
+the words say, with the text label's polarity and the text label as its score, as a real teacher that
+follows the words would. Every other chain is the same. The polarity-consistency filter then drops
+exactly those chains (``polarity:tag``), so SFT never sees a clip on which the words mislead; the cot
+stage counts them (``text_conflict`` in its summary).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from msa.data.labels import is_text_conflict
 from msa.data.specs import get_spec
 from msa.dc import format_answer, polarity_of
 from msa.dc.parser import contains_tag
@@ -152,17 +160,25 @@ def conclusion_sentence(polarity: str, label: float, signs: Mapping[str, int], d
 
 
 def rule_chain(row: Mapping[str, Any], dataset: str, modalities: Sequence[str], rng: random.Random,
-               quote: bool = True) -> str:
+               quote: bool = True, text_led: bool = False) -> str:
     """A DC answer for one clip from its labels: cue sentences (text, audio, visual), a conclusion,
-    the true score. ``row`` needs ``label``, ``label_T/A/V`` and ``transcript``.
+    the true score. ``row`` needs ``label``, ``label_T/A/V`` and ``transcript``. ``text_led``: on a
+    text-conflict clip the conclusion, the tag and the score follow ``label_T`` instead (the cue
+    sentences still describe every cue as it is).
 
     >>> row = {"id": "v$_$1", "transcript": "great day", "label": 0.6, "label_T": 0.8, "label_A": 0.6,
     ...        "label_V": -0.2}
     >>> out = rule_chain(row, "demo", ["text", "audio", "video"], random.Random(0))
     >>> out.startswith("<polarity>positive</polarity><think>") and out.endswith("<score>0.6</score>")
     True
+    >>> row["label_T"] = -0.4  # the words say negative, the clip is positive: the text-led chain says negative
+    >>> led = rule_chain(row, "demo", ["text", "audio", "video"], random.Random(0), text_led=True)
+    >>> led.startswith("<polarity>negative</polarity><think>") and led.endswith("<score>-0.4</score>")
+    True
     """
     label = float(row["label"])
+    if text_led and row.get("label_T") is not None and is_text_conflict(label, float(row["label_T"])):
+        label = float(row["label_T"])  # the teacher believes the words
     polarity = polarity_of(label, dataset)
     unimodal = {"text": row.get("label_T"), "audio": row.get("label_A"), "video": row.get("label_V")}
     missing = [f"label_{m[0].upper()}" for m in modalities
@@ -185,9 +201,10 @@ class RuleTeacher:
     needs_processor = False
 
     def __init__(self, dataset: str, modalities: Sequence[str], *, seed: int = 0, num_samples: int = 1,
-                 quote_transcript: bool = True):
+                 quote_transcript: bool = True, text_led: bool = False):
         get_spec(dataset)
         self.quote_transcript = bool(quote_transcript)
+        self.text_led = bool(text_led)
         self.dataset, self.modalities = dataset, tuple(modalities)
         self.seed, self.num_samples = int(seed), int(num_samples)
         self.name = "rule"
@@ -198,7 +215,7 @@ class RuleTeacher:
             row = {"id": clip_id, "transcript": batch["transcripts"][i], "label": _item(batch["label"][i]),
                    **{k: _item(batch[k][i]) for k in ("label_T", "label_A", "label_V")}}
             out.append([rule_chain(row, self.dataset, self.modalities, random.Random(stable_seed(self.seed, clip_id, k)),
-                                   quote=self.quote_transcript)
+                                   quote=self.quote_transcript, text_led=self.text_led)
                         for k in range(self.num_samples)])
         return out
 

@@ -383,6 +383,28 @@ class DemoMOSIDataModule(DemoDataModule):
     flavour = "mosi"
 
 
+class StudyDataModule(DemoDataModule):
+    """The study set: the demo family (SIMS-like) with ``text_conflict`` of its clips text-conflict clips
+    (the transcript's label against the clip's, both nonzero; 25 % by default), stratified into every
+    split; 700 clips, 60 % of them test, unless told otherwise (README, Synthetic sets)."""
+
+    dataset_name = "study"
+    flavour = "sims"
+    generation_keys = ("n_clips", "splits", "text_conflict")
+
+    def __init__(self, root: str | Path | None = None, *, n_clips: int = 700, text_conflict: float = 0.25,
+                 splits: Sequence[float] | None = (0.3, 0.1, 0.6), **kwargs):
+        self.text_conflict = text_conflict
+        super().__init__(root, n_clips=n_clips, splits=splits, **kwargs)
+
+    def prepare_data(self) -> None:
+        from msa.data import synthetic
+
+        splits = {} if self.splits is None else {"splits": self.splits}
+        synthetic.ensure(self.root, flavour=self.flavour, n_clips=self.n_clips, seed=self.data_seed,
+                         text_conflict=self.text_conflict, **splits)
+
+
 class HardDataModule(DemoDataModule):
     """The hard synthetic set (msa.data.synthetic.hard, SIMS-like): cues only in face, voice and words,
     voted labels, ``conflict`` clips; 2000 clips, 60 % of them test, unless told otherwise."""
@@ -413,11 +435,11 @@ class HardMOSIDataModule(HardDataModule):
 DATAMODULES: dict[str, type[NamedDataModule]] = {
     cls.dataset_name: cls
     for cls in (SIMSDataModule, SIMSv2DataModule, MOSIDataModule, MOSEIDataModule, DemoDataModule, DemoMOSIDataModule,
-                HardDataModule, HardMOSIDataModule)
+                StudyDataModule, HardDataModule, HardMOSIDataModule)
 }
 
 
-GENERATION_KEYS = ("n_clips", "splits", "conflict")  # conf/data keys that only synthetic sets take
+GENERATION_KEYS = ("n_clips", "splits", "conflict", "text_conflict")  # conf/data keys that only synthetic sets take
 
 
 def generation_keys(name: str) -> tuple[str, ...]:

@@ -62,6 +62,25 @@ def sample_id(video_id: str, clip_id: str) -> str:
     return f"{video_id}$_${clip_id}"
 
 
+def is_text_conflict(label: float, label_T: float) -> bool:
+    """A text-conflict clip: the transcript's unimodal label has the other sign than the clip's label,
+    both nonzero, so a reader that follows the words gets the polarity wrong. False where ``label_T``
+    is missing (NaN: MOSI, MOSEI).
+
+    >>> is_text_conflict(0.4, -0.2), is_text_conflict(0.4, 0.2), is_text_conflict(0.0, -0.6), is_text_conflict(-0.2, 0.0)
+    (True, False, False, False)
+    >>> is_text_conflict(0.4, float("nan"))
+    False
+    """
+    return float(label) * float(label_T) < 0  # NaN compares False
+
+
+def text_conflict_ids(frame: pd.DataFrame) -> set[str]:
+    """The ids of the text-conflict clips (:func:`is_text_conflict`) of a :func:`read_labels` table."""
+    mask = frame["label"].to_numpy(float) * frame["label_T"].to_numpy(float) < 0
+    return set(frame["id"][mask].astype(str))
+
+
 def clip_path(root: str | Path, video_id: str, clip_id: str) -> Path:
     """``root/Raw/<video_id>/<clip_id>.mp4``, the path MMSA-FET builds."""
     return Path(root) / "Raw" / video_id / f"{clip_id}.mp4"

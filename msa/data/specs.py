@@ -49,6 +49,8 @@ DATASETS: dict[str, DatasetSpec] = {
     # cross-dataset evaluation has something to run on offline.
     "demo": DatasetSpec(name="demo", language="en", **_SIMS),
     "demo_mosi": DatasetSpec(name="demo_mosi", language="en", **_MOSI),
+    # The demo family with a quarter of its clips text-conflict clips (data=study, the hint study).
+    "study": DatasetSpec(name="study", language="en", **_SIMS),
     # The hard synthetic family (msa.data.synthetic.hard): no shortcuts, voted labels, conflict clips.
     "hard": DatasetSpec(name="hard", language="en", **_SIMS),
     "hard_mosi": DatasetSpec(name="hard_mosi", language="en", **_MOSI),

@@ -18,7 +18,9 @@ Outputs, next to ``cot.output`` (the link to ``sft.cot``):
   fields), label, polarity, score, reasoning, answer (the SFT target), the teacher's raw output, score
   and polarity, every filter verdict;
 * ``rejected.jsonl`` -- the same for dropped clips, with ``reason`` (the first failing filter);
-* ``summary.json`` -- kept / dropped per reason, filter failures, parse failures, throughput;
+* ``summary.json`` -- kept / dropped per reason, filter failures, parse failures, throughput, and the
+  text-conflict clips (the transcript's label against the clip's) kept and dropped per reason: with
+  ``teacher.text_led=true`` the polarity filter drops exactly those;
 * ``cot_settings.json`` -- what the records depend on; a restart with other settings is refused.
 
 Resumable: records are appended and fsynced batch by batch (:mod:`msa.jsonl`); a restart with the same
@@ -122,6 +124,8 @@ def summarize(kept_path: Path, rejected_path: Path, *, total: int) -> dict:
     """Counts over both files (so they are right after any number of restarts)."""
     kept = dropped = samples = sample_fail_format = 0
     by_reason: Counter = Counter()
+    conflict = {"clips": 0, "kept": 0, "dropped": 0}
+    conflict_reasons: Counter = Counter()
     failures: Counter = Counter()
     seen: Counter = Counter()
     for path in (kept_path, rejected_path):
@@ -132,6 +136,11 @@ def summarize(kept_path: Path, rejected_path: Path, *, total: int) -> dict:
             else:
                 dropped += 1
                 by_reason[rec.get("reason")] += 1
+            if rec.get("text_conflict"):
+                conflict["clips"] += 1
+                conflict["kept" if rec.get("kept") else "dropped"] += 1
+                if not rec.get("kept"):
+                    conflict_reasons[rec.get("reason")] += 1
             # Distinct reasons per clip: a malformed answer fails every later filter with "format" too.
             failures.update({v.get("reason") for v in (rec.get("filters") or {}).values() if not v.get("ok", True)})
             reasons = rec.get("sample_reasons") or []
@@ -141,7 +150,9 @@ def summarize(kept_path: Path, rejected_path: Path, *, total: int) -> dict:
     top = ", ".join(f"{r} {n}" for r, n in by_reason.most_common())
     return {
         "message": f"kept {kept} of {done} clips ({100 * kept / done if done else 0:.0f}%)"
-                   + (f"; dropped: {top}" if top else ""),
+                   + (f"; dropped: {top}" if top else "")
+                   + (f"; text-conflict clips dropped: {conflict['dropped']} of {conflict['clips']}"
+                      if conflict["clips"] else ""),
         "clips": total, "done": done, "kept": kept, "dropped": dropped,
         "kept_rate": kept / done if done else 0.0,
         "dropped_by_reason": dict(sorted(by_reason.items())),
@@ -150,6 +161,8 @@ def summarize(kept_path: Path, rejected_path: Path, *, total: int) -> dict:
         "samples": samples, "sample_parse_failures": sample_fail_format,
         "judge_unparsed": failures.get("judge:unparsed", 0),
         "duplicates": sum(n - 1 for n in seen.values() if n > 1),
+        # clips whose transcript's label has the other sign than theirs; dropped ones by first failing filter
+        "text_conflict": {**conflict, "dropped_by_reason": dict(sorted(conflict_reasons.items()))},
     }
 
 
@@ -265,5 +278,12 @@ def process_batch(batch: Mapping[str, Any], teacher, judge, *, dataset: str, spl
                 verdict = SKIPPED
         records.append(build_record(clip_id=clip_id, dataset=dataset, split=split,
                                     transcript=batch["transcripts"][i], modalities=modalities, label=y,
-                                    teacher=teacher.name, cands=cands, judge=verdict, judge_raw=raw))
+                                    teacher=teacher.name, cands=cands, judge=verdict, judge_raw=raw,
+                                    label_T=_label_T(batch, i)))
     return records
+
+
+def _label_T(batch: Mapping[str, Any], i: int) -> float | None:
+    """The transcript's label of the batch's ``i``-th clip (None where the batch or the dataset has none)."""
+    values = batch.get("label_T")
+    return None if values is None else float(values[i])

@@ -348,6 +348,8 @@ class GRPOModule(PolicyModule):
             "loss_rows": stats["rows"],  # rollouts in the loss (hard=false removes dropped groups)
         }
         self._log_over_ranks(step, m, len(s.texts), s.reward_moments(list(REWARD_FUNCS)))
+        if self.history and self.history[-1]["step"] == step:  # which prompts were hard (this rank's; DDP: rank 0's)
+            self.history[-1]["hard_ids"] = " ".join(str(batch["ids"][b]) for b in is_hard.nonzero().flatten().tolist())
         every = self.g.log_completions_every
         if every and step % every == 0:  # every rank writes its own prompts' rollouts
             self._write_completions(step, batch, s, adv)

@@ -239,12 +239,38 @@ def _draw_units(polarity: int, dissenter: int, rng: np.random.Generator) -> tupl
     raise RuntimeError(f"could not draw cues for polarity {polarity} with dissenter {dissenter}")
 
 
+def _add_text_conflict(dissenter: np.ndarray, polarity: np.ndarray, share: float, seed: int, code: int) -> np.ndarray:
+    """``dissenter`` with the text made the dissenting cue of more polar clips, so that exactly
+    ``round(share * n)`` clips are text-conflict clips (polar, text against the label). The clips are
+    chosen from the polar clips without a dissenter, on a stream of their own (the rest of the plan
+    is drawn as without ``text_conflict``)."""
+    n = len(dissenter)
+    want = math.floor(share * n + 0.5)
+    have = int(((dissenter == 0) & (polarity != 0)).sum())
+    free = np.flatnonzero((dissenter < 0) & (polarity != 0))
+    if want < have:
+        raise ValueError(f"text_conflict={share} asks for {want} text-conflict clips, but disagree already gives "
+                         f"{have} of {n}: raise text_conflict or lower disagree")
+    if want - have > len(free):
+        raise ValueError(f"text_conflict={share} asks for {want} text-conflict clips of {n}; at most "
+                         f"{have + len(free)} polar clips can take one (lower text_conflict or disagree)")
+    out = dissenter.copy()
+    out[np.random.default_rng([seed, code, 2]).permutation(free)[:want - have]] = 0
+    return out
+
+
 def plan(n_clips: int, *, flavour: str = "sims", seed: int = 0,
-         splits: Sequence[float] = (0.7, 0.15, 0.15), disagree: float = 0.25) -> list[Clip]:
+         splits: Sequence[float] = (0.7, 0.15, 0.15), disagree: float = 0.25,
+         text_conflict: float | None = None) -> list[Clip]:
     """The rows of a set: ids, transcripts, unimodal and overall labels, and splits.
 
     Classes are exactly balanced (n // 3 each, the rest spread), ``round(disagree * n)`` clips get a
     dissenting modality (T, A, V in turn), and splits are stratified by class.
+
+    ``text_conflict`` (the ``study`` set): the share of all clips that are text-conflict clips
+    (:func:`msa.data.labels.is_text_conflict`), reached by making the text the dissenter of more polar clips; splits
+    are then stratified by class and text conflict, so every split has the same share. ``None``
+    leaves the plan exactly as ``disagree`` draws it (the demo set).
     """
     _check_flavour(flavour)
     code = _flavour_code(flavour)
@@ -253,7 +279,12 @@ def plan(n_clips: int, *, flavour: str = "sims", seed: int = 0,
     n_dis = math.floor(disagree * n_clips + 0.5)
     dissenter = np.full(n_clips, -1)
     dissenter[rng.permutation(n_clips)[:n_dis]] = np.arange(n_dis) % 3
-    order = np.lexsort((rng.random(n_clips), polarity))  # grouped by class, shuffled within
+    tie = rng.random(n_clips)
+    group = polarity
+    if text_conflict is not None:
+        dissenter = _add_text_conflict(dissenter, polarity, text_conflict, seed, code)
+        group = 2 * polarity + ((dissenter == 0) & (polarity != 0))
+    order = np.lexsort((tie, group))  # grouped by class (and text conflict), shuffled within
     mode = np.empty(n_clips, dtype=int)
     mode[order] = interleave(split_counts(n_clips, splits))
     clips = []

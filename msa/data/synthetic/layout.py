@@ -46,8 +46,11 @@ def _int(name: str, value, low: int) -> int:
 
 
 def demo_params(flavour: str, n_clips: int, seed: int, seconds: float, size: int, fps: int,
-                sample_rate: int, splits: Sequence[float], disagree: float) -> dict:
-    """Validated generation parameters of a demo set as a JSON-ready dict (also what the manifest stores)."""
+                sample_rate: int, splits: Sequence[float], disagree: float, text_conflict: float | None = None) -> dict:
+    """Validated generation parameters of a demo set as a JSON-ready dict (also what the manifest stores).
+
+    ``text_conflict`` (the ``study`` set, :func:`msa.data.synthetic.demo.plan`) is stored only when set, so
+    the demo sets' manifests stay as they were."""
     if flavour not in demo.FLAVOURS:
         raise ValueError(f"flavour must be one of {sorted(demo.FLAVOURS)}, got {flavour!r}")
     n_clips, seed, fps = _int("n_clips", n_clips, 1), _int("seed", seed, 0), _int("fps", fps, 1)
@@ -61,8 +64,14 @@ def demo_params(flavour: str, n_clips: int, seed: int, seconds: float, size: int
     splits = check_splits(splits)
     if not 0 <= disagree <= 1:
         raise ValueError(f"disagree must be in [0, 1], got {disagree!r}")
-    return dict(flavour=flavour, n_clips=n_clips, seed=seed, seconds=float(seconds), size=size, fps=fps,
-                sample_rate=int(sample_rate), splits=splits, disagree=float(disagree))
+    params = dict(flavour=flavour, n_clips=n_clips, seed=seed, seconds=float(seconds), size=size, fps=fps,
+                  sample_rate=int(sample_rate), splits=splits, disagree=float(disagree))
+    if text_conflict is not None:
+        if isinstance(text_conflict, bool) or not (isinstance(text_conflict, (int, float)) and 0 <= text_conflict <= 0.6):
+            raise ValueError(f"text_conflict must be in [0, 0.6] (a share of all clips, taken from the polar ones), "
+                             f"got {text_conflict!r}")
+        params["text_conflict"] = float(text_conflict)
+    return params
 
 
 def hard_params(flavour: str, n_clips: int, seed: int, splits: Sequence[float], conflict: float) -> dict:
@@ -84,7 +93,7 @@ def _plan(params: dict) -> list:
         return hard.plan(params["n_clips"], flavour=params["flavour"], seed=params["seed"], splits=params["splits"],
                          conflict=params["conflict"])
     return demo.plan(params["n_clips"], flavour=params["flavour"], seed=params["seed"], splits=params["splits"],
-                     disagree=params["disagree"])
+                     disagree=params["disagree"], text_conflict=params.get("text_conflict"))
 
 
 def _manifest(params: dict) -> dict:
@@ -198,9 +207,11 @@ def generate(root: str | os.PathLike, *, flavour: str = "sims", n_clips: int = 3
 
 def ensure(root: str | os.PathLike, *, flavour: str = "sims", n_clips: int = 300, seed: int = 0,
            seconds: float = 2.0, size: int = 64, fps: int = 10, sample_rate: int = 16000,
-           splits: Sequence[float] = demo.DEFAULT_SPLITS, disagree: float = 0.25) -> Path:
-    """The demo set at ``root`` with these parameters: reused if its manifest matches, generated otherwise."""
-    params = demo_params(flavour, n_clips, seed, seconds, size, fps, sample_rate, splits, disagree)
+           splits: Sequence[float] = demo.DEFAULT_SPLITS, disagree: float = 0.25,
+           text_conflict: float | None = None) -> Path:
+    """The demo set at ``root`` with these parameters: reused if its manifest matches, generated otherwise
+    (``text_conflict``: the ``study`` set)."""
+    params = demo_params(flavour, n_clips, seed, seconds, size, fps, sample_rate, splits, disagree, text_conflict)
     return _materialise(root, params, force=False)
 
 
@@ -231,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fps", type=int, default=10, help="demo only")
     parser.add_argument("--sample-rate", type=int, default=16000, help="demo only")
     parser.add_argument("--conflict", type=float, default=0.25, help="hard only: share of conflict clips")
+    parser.add_argument("--text-conflict", type=float, default=None,
+                        help="demo only: share of text-conflict clips (the study set: 0.25); default as disagree draws")
     parser.add_argument("--splits", type=float, nargs=3, default=None, metavar=("TRAIN", "VALID", "TEST"))
     parser.add_argument("--force", action="store_true", help="regenerate even if a matching set exists")
     args = parser.parse_args(argv)
@@ -240,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              args.conflict)
     else:
         params = demo_params(args.flavour, args.n_clips or 300, args.seed, args.seconds, args.size, args.fps,
-                             args.sample_rate, args.splits or demo.DEFAULT_SPLITS, 0.25)
+                             args.sample_rate, args.splits or demo.DEFAULT_SPLITS, 0.25, args.text_conflict)
     start = time.perf_counter()
     path = _materialise(args.root, params, force=args.force)
     dataset = _family(params).FLAVOURS[args.flavour]
