@@ -4,7 +4,7 @@ builds them with :func:`msa.runtime.instantiate`.
 
     SkipCounter     sums the clips a loader skipped (``data.on_error=skip``), logs them per epoch and feeds
                     the data module's :class:`msa.data.datamodule.SkipReport`
-    LastCheckpoint  the one ``last.ckpt`` to resume from: every N optimizer steps and at each epoch end
+    LastCheckpoint  the one ``last.ckpt`` to resume from: every N training steps and at each epoch end
 """
 
 from __future__ import annotations
@@ -76,8 +76,10 @@ class SkipCounter(L.Callback):
 
 
 class LastCheckpoint(Checkpoint):
-    """Writes ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` optimizer steps (None: never mid-epoch)
+    """Writes ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` training steps (None: never mid-epoch)
     and at the end of every training epoch, after that epoch's validation; always the newest state.
+    A training step is Lightning's ``global_step``: an optimizer step in SFT, a sampled batch in GRPO
+    (however many optimizer passes ``num_iterations`` makes over it).
 
     One writer, one file: two Lightning ``ModelCheckpoint`` with ``save_last`` in one folder write
     ``last.ckpt`` and ``last-v1.ckpt``, either of them the older, and since Lightning 2.6 a monitoring one
