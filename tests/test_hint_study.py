@@ -91,3 +91,24 @@ def test_table_over_seeds_and_paired_to_hint_false():
     assert lines[3].startswith("| hint=true | 3 | 0.650 ± 0.050 |") and lines[4].startswith("| hint=false | 3 | 0.550 ± 0.050 |")
     # hint=true - hint=false per seed: 0.10, 0.15, 0.05 (the worked example above)
     assert lines[-1].startswith("| hint=true | 3 | +0.100 [-0.024, +0.224] |")
+
+
+def test_a_run_still_going_is_left_out_and_named(tmp_path, monkeypatch):
+    """A GRPO run whose metrics.json has no ``grpo`` entry yet (still training, or died) is neither read
+    (its predictions do not exist) nor averaged in: collect names it."""
+    import json
+    from types import SimpleNamespace
+
+    s = load_summarise()
+    done, going = tmp_path / "nohint_s0", tmp_path / "nohint_s1"
+    for path, metrics in ((done, {"grpo": {"study": {}}}), (going, {"wall_time_s": {}})):
+        path.mkdir()
+        (path / "metrics.json").write_text(json.dumps(metrics))
+    runs = [SimpleNamespace(path=done, seed=0, settings={"grpo_no_hint": "grpo"}),
+            SimpleNamespace(path=going, seed=1, settings={"grpo_no_hint": "grpo"})]
+    monkeypatch.setattr(s, "find_runs", lambda paths: runs)
+    monkeypatch.setattr(s, "by_setting", lambda found: {"grpo_no_hint": found})
+    monkeypatch.setattr(s, "_read_run", lambda run, stage, conflict: {"read": run.seed})
+    rows, dirs, unfinished = s.collect([tmp_path])
+    assert rows == {"grpo_no_hint": {0: {"read": 0}}} and dirs == {"grpo_no_hint": [done]}
+    assert unfinished == [going]

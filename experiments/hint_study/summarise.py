@@ -153,19 +153,26 @@ def _read_run(run: Run, stage: str, conflict: dict[str, set[str]]) -> dict[str, 
     return run_row(load_metrics(run.path), stage, dataset, preds, conflict[dataset], history, where=str(run.path))
 
 
-def collect(paths: Iterable[str | Path]) -> tuple[dict, dict]:
-    """setting -> seed -> row, and setting -> the run directories (for the curves)."""
+def collect(paths: Iterable[str | Path]) -> tuple[dict, dict, list[Path]]:
+    """setting -> seed -> row, setting -> the run directories (for the curves), and the runs left out
+    because their stage has not finished (no test metrics yet: a run still going, or one that died)."""
+    from msa.analysis import load_metrics
+
     runs = by_setting(find_runs(paths))
     rows: dict[str, dict[int, dict]] = {}
     dirs: dict[str, list[Path]] = {}
+    unfinished: list[Path] = []
     conflict: dict[str, set[str]] = {}
     for setting, group in runs.items():
         if setting not in ROWS:
             continue
         for run in group:
+            if run.settings[setting] not in load_metrics(run.path):
+                unfinished.append(run.path)
+                continue
             rows.setdefault(setting, {})[run.seed] = _read_run(run, run.settings[setting], conflict)
             dirs.setdefault(setting, []).append(run.path)
-    return rows, dirs
+    return rows, dirs, unfinished
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,10 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="where results.md and own_reward_curves.png go (default: the first runs folder)")
     args = parser.parse_args(argv)
     try:
-        rows, dirs = collect(args.runs)
+        rows, dirs, unfinished = collect(args.runs)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    for path in unfinished:  # named, never averaged in
+        print(f"left out (not finished: no test metrics in metrics.json): {path}", file=sys.stderr)
     out = Path(args.out or args.runs[0])
     out.mkdir(parents=True, exist_ok=True)
     md = tables(rows)
