@@ -16,7 +16,7 @@ On the val and test clips of the demo set, under bf16 autocast as in training, i
   lives with between sampling and scoring;
 * greedy answers: how many are identical, and how many parse to the same score.
 
-Measured 2026-12-04 (``--epochs 3``, the demo's SFT length; 2-core CPU shared with other jobs): merged vs
+Measured 2026-12-04 (``--epochs 3``, the paper's SFT length; 2-core CPU shared with other jobs): merged vs
 unmerged mean |dlogp| 0.0024 (p99 0.008, max 0.019), k3 KL 4.8e-6; noise floor 0.0006 (p99 0.004), KL
 6.9e-7; 90/90 greedy answers identical. README "The paper's configuration" gives the decision (the merge
 stays) and why.
@@ -55,7 +55,7 @@ def stats(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sft-run", default="outputs/bench_merge_sft")
-    ap.add_argument("--epochs", type=int, default=3)  # the demo's SFT length
+    ap.add_argument("--epochs", type=int, default=3)  # the paper's SFT length (the demo trains 16)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
