@@ -11,7 +11,7 @@ import random
 import pytest
 
 from msa.cot.filters import evaluate, first_failure, missing_modalities
-from msa.cot.judge import judge_conversation
+from msa.cot.judge_prompt import judge_conversation
 from msa.cot.model_teachers import build_teacher
 from msa.cot.rule_teacher import RuleTeacher, conclusion_sentence, cue_sentence, rule_chain, strength
 from msa.dc import format_score, parse_completion, polarity_of

@@ -3,7 +3,8 @@
     rule_teacher.py    RuleTeacher: DC chains from the unimodal labels (no model), seeded per clip
     model_teachers.py  the Teacher interface (generate, judge), HFTeacher, VLLMTeacher, build_teacher
     filters.py         format, polarity consistency, plausibility (stance lexicon): Verdict, evaluate
-    judge.py           the judge's prompt, collator and strict yes/no verdict; Judge, build_judge
+    judge_prompt.py    the judge's question (pure text; shared by judge.py and model_teachers.py)
+    judge.py           the judge's collator and strict yes/no verdict; Judge, build_judge
     batches.py         the batches a teacher takes: metadata rows or collated media
     records.py         one clip's samples ranked by the filters, and its JSONL record
 

@@ -1,7 +1,7 @@
 """The judge pass of the cot stage (paper §III-A3): a local model answers yes or no about each chain.
 
-* :func:`judge_prompt` / :func:`judge_conversation` -- the question, with the clip's media as in the DC
-  prompt; :func:`judge_collator` renders it for a model teacher's processor;
+* :func:`judge_collator` -- renders the question (:mod:`msa.cot.judge_prompt`, with the clip's media as
+  in the DC prompt) for a model teacher's processor;
 * :func:`parse_judge` / :func:`judge_verdict` -- strict reading of the answer: anything but an exact
   yes/no is ``judge:unparsed``, a no is ``judge:no``;
 * :class:`Judge` -- asks a model teacher (``judge(batch)``, :mod:`msa.cot.model_teachers`) about the
@@ -15,46 +15,8 @@ from typing import Any
 
 from msa.cot.batches import teacher_batches
 from msa.cot.filters import PASS, Verdict
+from msa.cot.judge_prompt import judge_conversation
 from msa.cot.model_teachers import build_teacher
-from msa.dc import build_conversation
-
-JUDGE_SYSTEM_PROMPT = ("You review sentiment analyses of short video clips. You are given the clip and an "
-                       "analysis of it, and you answer with one word: yes or no.")
-JUDGE_QUESTION = ("Is this reasoning coherent, and consistent with what the clip shows and says, and does it "
-                  "support its polarity? Answer yes or no.")
-
-
-def judge_prompt(transcript: str | None, polarity: str, reasoning: str) -> str:
-    """The judge's request (the clip's media go with it, as in the DC prompt).
-
-    >>> print(judge_prompt("so good", "positive", "Warm words."))
-    A sentiment analysis of this clip reasoned as follows.
-    Transcript: so good
-    Polarity: positive
-    Reasoning: Warm words.
-    Is this reasoning coherent, and consistent with what the clip shows and says, and does it support its polarity? Answer yes or no.
-    """
-    lines = ["A sentiment analysis of this clip reasoned as follows."]
-    if transcript is not None:
-        lines.append(f"Transcript: {transcript}")
-    lines += [f"Polarity: {polarity}", f"Reasoning: {reasoning}", JUDGE_QUESTION]
-    return "\n".join(lines)
-
-
-def judge_conversation(transcript: str | None, dataset: str, polarity: str, reasoning: str,
-                       modalities: Sequence[str]) -> list[dict]:
-    """Chat messages for the judge: the clip's media as in the DC prompt, then the analysis to check.
-
-    >>> msgs = judge_conversation("so good", "demo", "positive", "Warm words.", ["text", "video"])
-    >>> [c["type"] for c in msgs[1]["content"]], msgs[1]["content"][-1]["text"].endswith("Answer yes or no.")
-    (['video', 'text'], True)
-    """
-    conv = build_conversation(transcript or "", dataset, modalities=modalities)
-    media = [item for item in conv[1]["content"] if item["type"] != "text"]
-    text = judge_prompt(transcript if "text" in modalities else None, polarity, reasoning)
-    return [{"role": "system", "content": [{"type": "text", "text": JUDGE_SYSTEM_PROMPT}]},
-            {"role": "user", "content": [*media, {"type": "text", "text": text}]}]
-
 
 def judge_collator(processor, *, modalities: Sequence[str], use_audio_in_video: bool = True):
     """A :class:`~msa.data.collate.MultimodalCollator` whose prompt is the judge's question about a chain.

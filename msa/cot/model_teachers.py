@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from msa.cot.judge_prompt import judge_conversation
 from msa.cot.rule_teacher import RuleTeacher
 from msa.dc import build_conversation
 from msa.dc.prompt import MODALITIES
@@ -207,8 +208,6 @@ class VLLMTeacher:
 
     def judge(self, batch: Mapping[str, Any]) -> list[str]:
         """Greedy answers to the judge's question about ``batch["chains"]``, with each clip's media."""
-        from msa.cot.judge import judge_conversation
-
         inputs = [self._inputs(judge_conversation(t, self.dataset, *chain, self.modalities), p)
                   for t, p, chain in zip(batch["transcripts"], batch["paths"], batch["chains"])]
         outs = self.llm.generate(inputs, self.greedy, use_tqdm=False)
