@@ -29,6 +29,7 @@ import math
 from dataclasses import asdict
 from typing import Iterable
 
+from msa.data.labels import opposing
 from msa.data.specs import get_spec, rescale
 from msa.dc import parse_completion, polarity_of
 from msa.metrics import sentiment_metrics
@@ -61,7 +62,7 @@ def in_subset(name: str, record: dict) -> bool:
         return False
     if name == "conflict":
         return float(value) == 1.0
-    return float(value) * float(record["label"]) < 0  # both non-zero, opposite signs
+    return opposing(record["label"], value)
 
 
 def subset_available(name: str, records: list[dict]) -> bool:

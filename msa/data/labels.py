@@ -62,17 +62,22 @@ def sample_id(video_id: str, clip_id: str) -> str:
     return f"{video_id}$_${clip_id}"
 
 
+def opposing(label: float, cue: float) -> bool:
+    """Whether a unimodal label (``label_T/A/V``) and the clip's label are both nonzero and of opposite
+    sign: that cue alone points the wrong way. False where the cue is missing (NaN: MOSI, MOSEI)."""
+    return float(label) * float(cue) < 0  # NaN compares False
+
+
 def is_text_conflict(label: float, label_T: float) -> bool:
-    """A text-conflict clip: the transcript's unimodal label has the other sign than the clip's label,
-    both nonzero, so a reader that follows the words gets the polarity wrong. False where ``label_T``
-    is missing (NaN: MOSI, MOSEI).
+    """A text-conflict clip (:func:`opposing` for the transcript's label), so a reader that follows the
+    words gets the polarity wrong.
 
     >>> is_text_conflict(0.4, -0.2), is_text_conflict(0.4, 0.2), is_text_conflict(0.0, -0.6), is_text_conflict(-0.2, 0.0)
     (True, False, False, False)
     >>> is_text_conflict(0.4, float("nan"))
     False
     """
-    return float(label) * float(label_T) < 0  # NaN compares False
+    return opposing(label, label_T)
 
 
 def text_conflict_ids(frame: pd.DataFrame) -> set[str]:
