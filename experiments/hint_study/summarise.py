@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from msa.dc import polarity_of
 from msa.report.paired import paired_difference
 from msa.report.runs import ReportError, Run, by_setting, find_runs
 from msa.report.tables import aggregate
@@ -45,17 +44,15 @@ PAIRED = ("tc_acc2", "tc_acc3", "tc_mae", "tc_polarity_acc", "rest_acc2", "rest_
 
 
 def subset_metrics(predictions: pd.DataFrame, dataset: str) -> dict[str, float]:
-    """acc2, acc3, MAE (MMSA's, :func:`msa.evaluation.summarize`) and the polarity tag's accuracy (the
-    parsed tag equals the label's polarity; no tag counts wrong) of some predictions."""
+    """acc2, acc3, MAE and the polarity tag's accuracy (``polarity_acc``: a parse failure counts wrong)
+    of some predictions, computed as ``metrics.json`` computes them (:func:`msa.evaluation.summarize`),
+    so the rest of the split is scored like the text-conflict subset it is compared with."""
     from msa.evaluation import summarize
 
     if predictions.empty:
         return {"acc2": math.nan, "acc3": math.nan, "mae": math.nan, "polarity_acc": math.nan, "n": 0}
     m = summarize(predictions.to_dict("records"), dataset)
-    truth = [polarity_of(float(y), dataset) for y in predictions["label"]]
-    tag = predictions["parsed_polarity"].tolist()
-    return {"acc2": m["acc2"], "acc3": m["acc3"], "mae": m["mae"],
-            "polarity_acc": sum(t == y for t, y in zip(tag, truth)) / len(truth), "n": len(truth)}
+    return {k: m[k] for k in ("acc2", "acc3", "mae", "polarity_acc", "n")}
 
 
 def hard_prompts(history: pd.DataFrame | None, conflict_ids: set[str]) -> dict[str, float]:
